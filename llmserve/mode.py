@@ -1,0 +1,109 @@
+"""The one place that decides how the notebooks run, and says why.
+
+Used at the top of every notebook::
+
+    from llmserve import mode
+    MODE = mode.detect()
+    MODE.banner()        # prints "Mode: offline — no kubeconfig at ~/.kube/config …"
+
+* **cluster**: ``live`` when a kubeconfig exists and its API server answers,
+  ``offline`` otherwise. ``COURSE_MODE=offline`` forces offline;
+  ``COURSE_MODE=live`` makes an unreachable cluster an error instead.
+* **device**: ``cuda`` when torch sees a GPU, else ``cpu``.
+  ``COURSE_DEVICE=cpu`` forces the CPU.
+
+Everything else asks the :class:`Mode` object; no other module probes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmserve.errors import ClusterError
+
+PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Mode:
+    cluster: str          # "live" or "offline"
+    cluster_reason: str
+    device: str           # "cuda" or "cpu"
+    device_reason: str
+    context: str | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.cluster == "live"
+
+    @property
+    def gpu(self) -> bool:
+        return self.device == "cuda"
+
+    def describe(self) -> str:
+        lines = [f"Cluster mode: {self.cluster.upper()} — {self.cluster_reason}",
+                 f"Compute device: {self.device} — {self.device_reason}"]
+        if not self.live:
+            lines.append("Cells that would change a cluster print what they would do instead; "
+                         "everything else (validation, calculators, measurements) runs for real.")
+        return "\n".join(lines)
+
+    def banner(self) -> None:
+        print(self.describe())
+
+
+def kubeconfig_path() -> Path:
+    """The kubeconfig the kubernetes client would read (first entry of $KUBECONFIG)."""
+    env = os.environ.get("KUBECONFIG", "")
+    if env:
+        return Path(env.split(os.pathsep)[0]).expanduser()
+    return Path("~/.kube/config").expanduser()
+
+
+def detect_cluster() -> tuple[str, str, str | None]:
+    """Return ``(mode, reason, context)`` for the cluster side."""
+    forced = os.environ.get("COURSE_MODE", "").strip().lower()
+    if forced == "offline":
+        return "offline", "COURSE_MODE=offline is set", None
+    if forced not in ("", "live", "auto"):
+        raise ClusterError(f"COURSE_MODE={forced!r} is not a mode this course knows.",
+                           "Set COURSE_MODE to 'live', 'offline' or leave it unset.")
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    path = kubeconfig_path()
+    if not path.exists() and not in_cluster:
+        reason = f"no kubeconfig at {path} (and not running inside a Pod)"
+        if forced == "live":
+            raise ClusterError(f"COURSE_MODE=live but {reason}.",
+                               "Point KUBECONFIG at your cluster's kubeconfig, or unset COURSE_MODE.")
+        return "offline", reason, None
+    # Imported here so that offline use never pays for the client's import.
+    from llmserve import cluster
+    try:
+        info = cluster.probe(timeout_s=PROBE_TIMEOUT_S)
+    except ClusterError as err:
+        if forced == "live":
+            raise
+        return "offline", f"a kubeconfig exists but the cluster did not answer: {err.what}", None
+    return "live", f"API server {info['host']} answered (Kubernetes {info['version']})", info["context"]
+
+
+def detect_device() -> tuple[str, str]:
+    """Return ``(device, reason)`` for torch work."""
+    if os.environ.get("COURSE_DEVICE", "").strip().lower() == "cpu":
+        return "cpu", "COURSE_DEVICE=cpu is set"
+    try:
+        import torch
+    except ImportError:
+        return "cpu", "torch is not installed"
+    if torch.cuda.is_available():
+        return "cuda", f"torch sees {torch.cuda.get_device_name(0)}"
+    return "cpu", "torch sees no CUDA GPU"
+
+
+def detect() -> Mode:
+    """Decide both sides once; notebooks call this in their first cell."""
+    cluster_mode, cluster_reason, context = detect_cluster()
+    device, device_reason = detect_device()
+    return Mode(cluster_mode, cluster_reason, device, device_reason, context)

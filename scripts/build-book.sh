@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Build the HTML book strictly: every notebook executed, warnings are errors.
+# Usage: bash scripts/build-book.sh [output-dir]   (default: _build/html)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+out=${1:-_build}
+# Offline by default unless a cluster is reachable (llmserve.mode decides per notebook).
+start=$(date +%s)
+.venv/bin/jupyter-book build . --path-output "$out" -W -n --keep-going
+echo "book built in $(( $(date +%s) - start )) s: open $out/_build/html/index.html"

