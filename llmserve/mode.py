@@ -19,10 +19,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from llmserve.errors import ClusterError
 
 PROBE_TIMEOUT_S = 3.0
+T = TypeVar("T")
+
+#: Where scripts/setup.sh puts the CPU build of vLLM (override: COURSE_VLLM_PYTHON).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,17 @@ class Mode:
     @property
     def gpu(self) -> bool:
         return self.device == "cuda"
+
+    def act(self, would: str, action: Callable[[], T]) -> T | None:
+        """Run ``action`` against the cluster in live mode; offline, say what it would do.
+
+        The one switch every live cell goes through, so each notebook has one
+        code path: ``MODE.act("apply the PV and PVC", lambda: cluster.apply(objs))``.
+        """
+        if self.live:
+            return action()
+        print(f"[offline] Would {would}. (No cluster: {self.cluster_reason}.)")
+        return None
 
     def describe(self) -> str:
         lines = [f"Cluster mode: {self.cluster.upper()} — {self.cluster_reason}",
@@ -107,3 +123,23 @@ def detect() -> Mode:
     cluster_mode, cluster_reason, context = detect_cluster()
     device, device_reason = detect_device()
     return Mode(cluster_mode, cluster_reason, device, device_reason, context)
+
+
+def vllm_python() -> Path:
+    """The Python interpreter of the local CPU vLLM environment (may not exist)."""
+    return Path(os.environ.get("COURSE_VLLM_PYTHON", REPO_ROOT / ".venv-vllm" / "bin" / "python"))
+
+
+def detect_server(mode: Mode) -> tuple[str, str]:
+    """Where the capstone and KV-cache labs send requests: ``cluster``, ``local`` or ``none``.
+
+    ``COURSE_SERVER=local`` prefers the local engine even with a live cluster.
+    """
+    forced = os.environ.get("COURSE_SERVER", "").strip().lower()
+    if mode.live and forced != "local":
+        return "cluster", "a live cluster: requests go through a port-forward to the vLLM Service"
+    py = vllm_python()
+    if py.exists():
+        return "local", f"no cluster, so a real vLLM engine runs on this machine's CPU ({py})"
+    return "none", (f"no cluster and no local vLLM at {py}: run `bash scripts/setup.sh` to install it "
+                    "(or set COURSE_VLLM_PYTHON)")

@@ -1,0 +1,1 @@
+"""ipywidgets panels, one module per chapter (layer 3: presentation)."""

@@ -1,0 +1,1 @@
+"""matplotlib figures, one module per chapter (layer 3: presentation)."""
