@@ -69,6 +69,11 @@ def explain(exc: BaseException, action: str, host: str = "the API server") -> Cl
             return ClusterError(f"Forbidden by RBAC: could not {action}. The API server said: {reason}",
                                 "Ask the cluster admin for a Role (or ClusterRole for PersistentVolumes) that "
                                 "grants these verbs, or check with `kubectl auth can-i --list -n ai-platform`.")
+        if exc.status == 404 and _api_details(exc).get("kind") == "namespaces":
+            name = _api_details(exc).get("name", "ai-platform")
+            return ClusterError(f"The namespace {name!r} does not exist, so the cluster could not {action}: {reason}",
+                                f"Create it first: apply manifests/base/namespace.yaml "
+                                f"(`kubectl create namespace {name}` also works).")
         if exc.status == 404:
             return ClusterError(f"Not found while trying to {action}: {reason}",
                                 "Create what is missing first (the namespace: apply manifests/base/namespace.yaml), "
@@ -81,15 +86,35 @@ def explain(exc: BaseException, action: str, host: str = "the API server") -> Cl
                                 "Fix the manifest field it names; validate offline with llmserve.manifests.validate().")
         return ClusterError(f"The API server answered {exc.status} while trying to {action}: {reason}",
                             "Read the message above; `kubectl get events -n ai-platform` may say more.")
-    if isinstance(exc, (u3.MaxRetryError, u3.NewConnectionError, ConnectionError, u3.ProtocolError)):
-        return ClusterError(f"Could not reach {host} while trying to {action} ({_short(exc)}).",
+    # urllib3 wraps the real cause in MaxRetryError once its retries are spent.
+    cause = exc.reason if isinstance(exc, u3.MaxRetryError) and exc.reason is not None else exc
+    # NewConnectionError (refused, no route, bad name) subclasses ConnectTimeoutError in urllib3 2.
+    if isinstance(cause, u3.NewConnectionError):
+        return ClusterError(f"Could not reach {host} while trying to {action} ({_short(cause)}).",
                             "Is the cluster running? Check `kubectl cluster-info`, the server address in the "
                             "kubeconfig, and any VPN or port-forward it needs.")
-    if isinstance(exc, (u3.ReadTimeoutError, u3.ConnectTimeoutError, TimeoutError)):
-        return ClusterError(f"{host} did not answer in time while trying to {action}.",
-                            "The cluster may be overloaded or unreachable: retry, or check `kubectl get --raw /readyz`.")
+    if isinstance(cause, (u3.ReadTimeoutError, u3.ConnectTimeoutError, TimeoutError)):
+        return ClusterError(f"{host} did not answer in time while trying to {action} ({_short(cause)}).",
+                            "The API server is overloaded or the network drops packets: retry, check "
+                            "`kubectl get --raw /readyz`, or raise the request timeout (Cluster(request_timeout_s=…)).")
+    if isinstance(cause, u3.SSLError):
+        return ClusterError(f"The TLS handshake with {host} failed while trying to {action} ({_short(cause)}).",
+                            "The kubeconfig's certificate-authority-data does not match the server: copy the "
+                            "kubeconfig from the cluster again.")
+    if isinstance(cause, (u3.NewConnectionError, ConnectionError, u3.ProtocolError, OSError)) \
+            or isinstance(exc, u3.MaxRetryError):
+        return ClusterError(f"Could not reach {host} while trying to {action} ({_short(cause)}).",
+                            "Is the cluster running? Check `kubectl cluster-info`, the server address in the "
+                            "kubeconfig, and any VPN or port-forward it needs.")
     return ClusterError(f"Unexpected failure while trying to {action}: {type(exc).__name__}: {exc}",
                         "Check the cluster with `kubectl cluster-info`; if it is healthy, report this as a course bug.")
+
+
+def _api_details(exc) -> dict:
+    try:
+        return json.loads(exc.body).get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        return {}
 
 
 def _api_message(exc) -> str:
@@ -104,43 +129,47 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 160 else text[:157] + "…"
 
 
-def _load_api_client(context: str | None):
+def _load_api_client(context: str | None, retries=None):
+    """An ApiClient for ``context`` (or the current one), with ``retries`` set before its pool is built."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
+    cfg = client.Configuration()
     path = kubeconfig_path()
     if not path.exists():
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config()
-            return client.ApiClient(), "in-cluster"
+            config.load_incluster_config(client_configuration=cfg)
+            cfg.retries = retries
+            return client.ApiClient(cfg), "in-cluster"
         raise ClusterError(f"No kubeconfig at {path}.",
                            "Copy your cluster's kubeconfig there or set KUBECONFIG "
                            "(k3s: /etc/rancher/k3s/k3s.yaml; kind: `kind get kubeconfig`).")
     try:
         contexts, current = config.list_kube_config_contexts(config_file=str(path))
-    except (ConfigException, OSError, ValueError) as exc:
-        raise ClusterError(f"{path} is not a usable kubeconfig: {exc}",
+    except Exception as exc:  # noqa: BLE001 - a file that is not a kubeconfig fails in many ways
+        raise ClusterError(f"{path} is not a usable kubeconfig: {_short(exc)}",
                            "Check the file with `kubectl config view`, or point KUBECONFIG at the right file.") from None
     names = [c["name"] for c in contexts]
     wanted = context or os.environ.get("COURSE_CONTEXT") or (current or {}).get("name")
     if wanted not in names:
         raise ClusterError(f"Context {wanted!r} is not in {path} (it has: {', '.join(names) or 'none'}).",
-                           f"Pick one with `kubectl config use-context NAME` or set COURSE_CONTEXT to one of them.")
+                           "Pick one with `kubectl config use-context NAME` or set COURSE_CONTEXT to one of them.")
     try:
-        api_client = config.new_client_from_config(config_file=str(path), context=wanted)
-    except (ConfigException, OSError, ValueError) as exc:
-        raise ClusterError(f"Context {wanted!r} in {path} cannot be used: {exc}",
+        config.load_kube_config(config_file=str(path), context=wanted, client_configuration=cfg,
+                                persist_config=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ClusterError(f"Context {wanted!r} in {path} cannot be used: {_short(exc)}",
                            "Check its cluster, user and certificate entries with `kubectl config view`.") from None
-    return api_client, wanted
+    cfg.retries = retries
+    return client.ApiClient(cfg), wanted
 
 
 def probe(timeout_s: float = 3.0, context: str | None = None) -> dict:
     """Ask the API server for its version; raise ClusterError if that fails."""
-    api_client, ctx = _load_api_client(context)
+    # No retries: an offline laptop should learn in seconds, not minutes.
+    api_client, ctx = _load_api_client(context, retries=0)
     host = api_client.configuration.host
     from kubernetes import client
-    # No retries: an offline laptop should learn in seconds, not minutes.
-    api_client.configuration.retries = 0
     try:
         version = client.VersionApi(api_client).get_code(_request_timeout=timeout_s)
     except Exception as exc:  # noqa: BLE001 - every failure is explained
@@ -152,7 +181,11 @@ class Cluster:
     """A connection to one cluster context, with the course's safe verbs."""
 
     def __init__(self, context: str | None = None, request_timeout_s: float = 15.0) -> None:
-        self.api_client, self.context = _load_api_client(context)
+        # Two quick retries for a refused connection; none for a read timeout
+        # (the request may have been done: the caller decides).
+        import urllib3
+        retries = urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0.2)
+        self.api_client, self.context = _load_api_client(context, retries=retries)
         self.host = self.api_client.configuration.host
         self.request_timeout_s = request_timeout_s
         self.applied: list[ObjectRef] = []
@@ -288,3 +321,180 @@ class Cluster:
                 report.append(f"{ref} is already gone")
         self.applied = [r for r in self.applied if r.kind in keep]
         return report
+
+    # -- Pods of a Deployment (the Deployment chapter) -----------------------
+    @property
+    def core(self):
+        from kubernetes import client
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def apps(self):
+        from kubernetes import client
+        return client.AppsV1Api(self.api_client)
+
+    def _plain(self, obj) -> dict:
+        """A typed client object as the API's own JSON shape (camelCase keys)."""
+        return self.api_client.sanitize_for_serialization(obj)
+
+    @staticmethod
+    def selector_of(deployment: dict) -> str:
+        """The Deployment's matchLabels as a label selector string (``k=v,k2=v2``)."""
+        labels = (((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+        if not labels:
+            raise ClusterError(f"Deployment {deployment.get('metadata', {}).get('name')} has no selector.matchLabels.",
+                               "Give spec.selector.matchLabels the same labels as the Pod template.")
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+    def pods(self, namespace: str, label_selector: str | None = None) -> list[dict]:
+        """Pods in ``namespace`` (oldest first), as plain dicts shaped like the API's JSON."""
+        result = self.call(f"list Pods in {namespace}", self.core.list_namespaced_pod, namespace,
+                           label_selector=label_selector or "")
+        items = [self._plain(p) for p in result.items]
+        return sorted(items, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+
+    def pods_of(self, deployment: dict) -> list[dict]:
+        """The Pods a Deployment owns (through its ReplicaSets), oldest first."""
+        ns = deployment["metadata"].get("namespace", "default")
+        return self.pods(ns, self.selector_of(deployment))
+
+    def replicasets_of(self, deployment: dict) -> list[dict]:
+        """The Deployment's ReplicaSets (one per Pod-template revision), oldest first."""
+        ns = deployment["metadata"].get("namespace", "default")
+        name = deployment["metadata"]["name"]
+        result = self.call(f"list ReplicaSets in {ns}", self.apps.list_namespaced_replica_set, ns,
+                           label_selector=self.selector_of(deployment))
+        items = [self._plain(r) for r in result.items]
+        mine = [r for r in items if any(o.get("kind") == "Deployment" and o.get("name") == name
+                                        for o in r["metadata"].get("ownerReferences") or [])]
+        return sorted(mine, key=lambda r: r["metadata"].get("creationTimestamp") or "")
+
+    def pod_events(self, pod: dict) -> list[dict]:
+        """Events about one Pod, oldest first (what `kubectl describe pod` lists)."""
+        meta = pod["metadata"]
+        result = self.call(f"list events of Pod {meta['name']}", self.core.list_namespaced_event,
+                           meta.get("namespace", "default"),
+                           field_selector=f"involvedObject.kind=Pod,involvedObject.name={meta['name']}")
+        items = [self._plain(e) for e in result.items]
+        return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+
+    def logs(self, pod: dict | str, namespace: str = "ai-platform", container: str = "vllm",
+             tail: int = 20, previous: bool = False) -> str:
+        """The last ``tail`` log lines of a container ('' if it has none yet)."""
+        from kubernetes.client.exceptions import ApiException
+        name = pod if isinstance(pod, str) else pod["metadata"]["name"]
+        if not isinstance(pod, str):
+            namespace = pod["metadata"].get("namespace", namespace)
+        try:
+            return self.core.read_namespaced_pod_log(name, namespace, container=container, tail_lines=tail,
+                                                     previous=previous, _request_timeout=self.request_timeout_s)
+        except ApiException as exc:
+            # 400: the container has not started (or has no previous run) — no log yet, not an error.
+            if exc.status == 400:
+                return ""
+            raise explain(exc, f"read the log of Pod {namespace}/{name}", self.host) from None
+        except Exception as exc:  # noqa: BLE001
+            raise explain(exc, f"read the log of Pod {namespace}/{name}", self.host) from None
+
+    def delete_pod(self, pod: dict | str, namespace: str = "ai-platform") -> str:
+        """Delete one Pod (its ReplicaSet creates a replacement). Returns the deleted name."""
+        from kubernetes.client.exceptions import ApiException
+        name = pod if isinstance(pod, str) else pod["metadata"]["name"]
+        if not isinstance(pod, str):
+            namespace = pod["metadata"].get("namespace", namespace)
+        try:
+            self.core.delete_namespaced_pod(name, namespace, _request_timeout=self.request_timeout_s)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise explain(exc, f"delete Pod {namespace}/{name}", self.host) from None
+        except Exception as exc:  # noqa: BLE001
+            raise explain(exc, f"delete Pod {namespace}/{name}", self.host) from None
+        return name
+
+    def diagnose(self, deployment: dict, tail: int = 5):
+        """Diagnose the Deployment's newest Pod now: a :class:`llmserve.workloads.Diagnosis`."""
+        from llmserve import workloads
+        pods = [p for p in self.pods_of(deployment) if not p["metadata"].get("deletionTimestamp")]
+        if not pods:
+            return workloads.diagnose_pod(None)
+        pod = pods[-1]
+        events = self.pod_events(pod)
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        restarted = any(s.get("restartCount", 0) > 0 for s in statuses)
+        log = self.logs(pod, tail=tail)
+        if not log.strip() and restarted:
+            log = self.logs(pod, tail=tail, previous=True)
+        try:
+            window = workloads.startup_window_s(workloads.Probe.of(deployment))
+        except Exception:  # noqa: BLE001 - no startupProbe: no window to report
+            window = None
+        return workloads.diagnose_pod(pod, events, log, startup_window=window)
+
+    def follow_rollout(self, deployment: dict, timeout_s: float = 900.0, interval_s: float = 5.0,
+                       progress: Callable[[float, object], None] | None = None, give_up_after_s: float = 120.0):
+        """Poll the Deployment's newest Pod until it is Ready; return the last Diagnosis.
+
+        ``progress(elapsed_s, diagnosis)`` is called after each look. It stops
+        early when the Pod has been "stuck" or "failing" for ``give_up_after_s``
+        (the diagnosis then says why and what to do); otherwise after
+        ``timeout_s``. Only cluster access failures raise (ClusterError).
+        """
+        start = time.monotonic()
+        bad_since = None
+        while True:
+            diagnosis = self.diagnose(deployment)
+            elapsed = time.monotonic() - start
+            if progress:
+                progress(elapsed, diagnosis)
+            if diagnosis.ready or elapsed >= timeout_s:
+                return diagnosis
+            if diagnosis.state in ("stuck", "failing"):
+                bad_since = elapsed if bad_since is None else bad_since
+                if elapsed - bad_since >= give_up_after_s:
+                    return diagnosis
+            else:
+                bad_since = None
+            time.sleep(interval_s)
+
+    def watch_pods(self, deployment: dict, until: Callable[[list[dict]], bool], timeout_s: float = 900.0,
+                   interval_s: float = 3.0, progress: Callable[[float, str], None] | None = None) -> list[str]:
+        """Record how the Deployment's Pods change until ``until(pods)`` holds.
+
+        Returns one line per change (``"  12 s  vllm-…-abcde Running, not ready"``)
+        — what `kubectl get pods -w` would have shown. Raises ClusterError on timeout.
+        """
+        start = time.monotonic()
+        timeline: list[str] = []
+        last = None
+        while True:
+            pods = self.pods_of(deployment)
+            elapsed = time.monotonic() - start
+            snapshot = "; ".join(pod_summary(p) for p in pods) or "no Pods"
+            if snapshot != last:
+                timeline.append(f"{elapsed:5.0f} s  {snapshot}")
+                last = snapshot
+                if progress:
+                    progress(elapsed, snapshot)
+            if until(pods):
+                return timeline
+            if elapsed >= timeout_s:
+                raise ClusterError(f"The Pods did not reach the expected state within {timeout_s:.0f} s. "
+                                   f"Last seen: {snapshot}",
+                                   "Run the rollout diagnosis (Cluster.diagnose) to see why.")
+            time.sleep(interval_s)
+
+
+def pod_summary(pod: dict) -> str:
+    """One Pod in a few words: name, phase, readiness, restarts, whether it is being deleted."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    restarts = sum(s.get("restartCount", 0) for s in status.get("containerStatuses") or [])
+    state = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "?")
+    return f"{meta.get('name', '?')} {state}, {'ready' if ready else 'not ready'}" + \
+        (f", {restarts} restarts" if restarts else "")
+
+
+def is_ready(pod: dict) -> bool:
+    status = pod.get("status") or {}
+    return (not (pod.get("metadata") or {}).get("deletionTimestamp")
+            and any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []))

