@@ -5,6 +5,19 @@ capstone). All calls go through :class:`Cluster`; every exception the
 kubernetes client or the network raises is turned into a
 :class:`~llmserve.errors.ClusterError` that names the fix.
 
+The Deployment chapter's helpers: :meth:`Cluster.pods_of`,
+:meth:`Cluster.replicasets_of`, :meth:`Cluster.pod_events`, :meth:`Cluster.logs`,
+:meth:`Cluster.delete_pod`, :meth:`Cluster.diagnose` (the rollout diagnosis of
+:mod:`llmserve.workloads` over the live Pod, its events and last log lines),
+:meth:`Cluster.follow_rollout` and :meth:`Cluster.watch_pods`. Pods come back
+as plain dicts in the API's own JSON shape (camelCase keys), the same shape
+``kubectl get pod -o json`` prints and the diagnosis reads.
+
+Retries: the probe in :func:`probe` makes one attempt (an offline laptop learns
+in seconds); a :class:`Cluster` retries a refused connection twice and never
+repeats a request that timed out. Both are set before the client's connection
+pool is built (setting ``configuration.retries`` afterwards has no effect).
+
 Safety rules:
 * :meth:`Cluster.apply` uses server-side apply, so re-running a cell is safe.
 * :meth:`Cluster.cleanup` deletes only objects this session applied and that

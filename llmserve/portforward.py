@@ -32,6 +32,7 @@ import os
 import select
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -258,8 +259,10 @@ class LocalURL(str):
         return obj
 
 
-def parse_target(target: str | dict) -> tuple[str, str]:
-    """``"service/x"``, ``"svc/x"``, ``"pod/x"``, ``"x"`` (a Service) or a manifest → ``(kind, name)``."""
+def parse_target(target) -> tuple[str, str]:
+    """``"service/x"``, ``"svc/x"``, ``"pod/x"``, ``"x"`` (a Service), a manifest or an ObjectRef → ``(kind, name)``."""
+    if hasattr(target, "kind") and hasattr(target, "name"):  # llmserve.cluster.ObjectRef
+        target = {"kind": target.kind, "metadata": {"name": target.name}}
     if isinstance(target, dict):
         kind = target.get("kind")
         name = (target.get("metadata") or {}).get("name")
@@ -306,6 +309,42 @@ def _explain_stream_error(exc: BaseException, pod: str, namespace: str, port: in
                         "you and the API server blocks WebSocket upgrades (some proxies do).")
 
 
+def service_slices(cluster, service: str = SERVICE, namespace: str = NAMESPACE) -> list[dict]:
+    """The EndpointSlices of one Service (``discovery.k8s.io/v1``, by the service-name label)."""
+    return cluster.list("discovery.k8s.io/v1", "EndpointSlice", namespace=namespace,
+                        label_selector=f"{SERVICE_NAME_LABEL}={service}")
+
+
+def wait_for_ready_endpoint(cluster, service: str = SERVICE, namespace: str = NAMESPACE,
+                            timeout_s: float = 600.0, interval_s: float = 5.0,
+                            progress: Callable[[float, str], None] | None = None,
+                            clock: Callable[[], float] = time.monotonic,
+                            sleep: Callable[[float], None] = time.sleep) -> list[dict]:
+    """Poll the Service's EndpointSlices until one endpoint is Ready; return the slices.
+
+    ``progress(elapsed_s, status)`` is called after every poll (status: the
+    endpoints in one line). Raises :class:`ClusterError` after ``timeout_s``
+    with the last status and the fix.
+    """
+    start = clock()
+    while True:
+        slices = service_slices(cluster, service, namespace)
+        eps = endpoints(slices)
+        status = "; ".join(str(e) for e in eps) if eps else describe_endpoints(slices)
+        elapsed = clock() - start
+        if progress:
+            progress(elapsed, status)
+        if any(e.ready and e.pod for e in eps):
+            return slices
+        if elapsed >= timeout_s:
+            raise ClusterError(
+                f"Service {namespace}/{service} had no Ready endpoint after {timeout_s:.0f} s (last: {status}).",
+                "If an endpoint is listed NOT ready, the Pod is still loading or failing its readiness probe: see "
+                "the Deployment chapter's diagnosis. If none is listed, check the selector "
+                "(llmserve.services.selector_report) and that the Deployment has a Pod.")
+        sleep(interval_s)
+
+
 @contextmanager
 def forward(cluster, target: str | dict = f"service/{SERVICE}", remote_port: int | str | None = None,
             namespace: str = NAMESPACE, local_port: int = 0,
@@ -315,17 +354,20 @@ def forward(cluster, target: str | dict = f"service/{SERVICE}", remote_port: int
     ``cluster`` is an :class:`llmserve.cluster.Cluster` (anything with
     ``list``, ``get``, ``api_client`` and ``host``). ``remote_port`` is a
     Service port name (``"http"``), a Pod port number, or None (the Service's
-    only port; required for a Pod). Yields the local URL (a ``str`` with
+    only port; required for a Pod). ``target`` may also be a manifest or an
+    :class:`~llmserve.cluster.ObjectRef`, whose namespace then wins. Yields the local URL (a ``str`` with
     ``.pod`` and ``.remote_port``). ``opener(pod, namespace, port)`` replaces
     the kubernetes client's stream in tests.
     """
     kind, name = parse_target(target)
+    given_ns = getattr(target, "namespace", None) or (
+        (target.get("metadata") or {}).get("namespace") if isinstance(target, dict) else None)
+    namespace = given_ns or namespace
     if kind == "Service":
         if cluster.get(_service_ref(name, namespace)) is None:
             raise ClusterError(f"There is no Service {namespace}/{name}.",
                                "Apply it first: manifests/base/vllm-service.yaml (the lab's apply cell).")
-        slices = cluster.list("discovery.k8s.io/v1", "EndpointSlice", namespace=namespace,
-                              label_selector=f"{SERVICE_NAME_LABEL}={name}")
+        slices = service_slices(cluster, name, namespace)
         endpoint, port = choose_endpoint(slices, name, remote_port)
         pod = endpoint.pod
     else:

@@ -465,3 +465,198 @@ def choose_target(mode) -> tuple[str, str]:
     """``(target, reason)``: "cluster", "local" or "none" (see :func:`llmserve.mode.detect_server`)."""
     from llmserve.mode import detect_server
     return detect_server(mode)
+
+
+def cluster_for(mode):
+    """A :class:`~llmserve.cluster.Cluster` when the mode is live, else None."""
+    if not mode.live:
+        return None
+    from llmserve.cluster import Cluster
+    return Cluster(mode.context)
+
+
+def pick_overlay(cluster=None) -> tuple[str, str]:
+    """:func:`choose_overlay` with ``$COURSE_OVERLAY`` and, live, the cluster's nodes."""
+    nodes = cluster.list("v1", "Node") if cluster is not None else None
+    return choose_overlay(os.environ.get("COURSE_OVERLAY") or None, nodes)
+
+
+# --------------------------------------------------------------------------- where requests go
+
+@dataclass(frozen=True)
+class LocalLab:
+    """The local CPU engine's settings for the capstone: a deliberately small KV cache.
+
+    The cache holds ``cache_blocks`` blocks of ``block_size`` tokens (vLLM's
+    CPU default is 128, ``vllm/platforms/cpu.py``). With requests that grow
+    to nearly ``max_model_len`` tokens, the planner predicts
+    ``cache_blocks / ceil(max_model_len / block_size)`` of them fit at once;
+    the load test goes well past that, so requests must wait.
+    """
+
+    max_model_len: int = 512
+    block_size: int = 128
+    cache_blocks: int = 17
+    #: The load test's prompt is this sentence repeated: long enough to need two blocks of
+    #: the tiny model's tokenizer, so a request holds blocks from its very first step.
+    prompt_sentence: str = "Write a Python function that parses a Kubernetes manifest. "
+    prompt_repeats: int = 5
+    levels: tuple = (1, 2, 4, 8, 16)
+    margin_tokens: int = 8           # keep prompt + output safely under max_model_len
+    #: vLLM shares the cache blocks of identical prompt prefixes between requests (automatic
+    #: prefix caching, on by default). The load test sends one prompt many times, so with it on,
+    #: requests take fewer blocks than the planner counts. Off here, to compare like with like.
+    prefix_caching: bool = False
+
+    def engine_args(self) -> list[str]:
+        return [] if self.prefix_caching else ["--no-enable-prefix-caching"]
+
+    def messages(self) -> list[dict]:
+        return [{"role": "user", "content": (self.prompt_sentence * self.prompt_repeats).strip()}]
+
+    def max_tokens_for(self, prompt_tokens: int) -> int:
+        """Output tokens that make each request grow to nearly ``max_model_len`` (the planner's worst case)."""
+        require(isinstance(prompt_tokens, int) and 0 < prompt_tokens < self.max_model_len - self.margin_tokens,
+                f"A prompt of {prompt_tokens} tokens leaves no room under max_model_len={self.max_model_len}.",
+                "Shorten the prompt (prompt_repeats) or raise max_model_len.")
+        return self.max_model_len - prompt_tokens - self.margin_tokens
+
+    def kv_cache_bytes(self, shape, kv_dtype: str) -> int:
+        from llmserve.kvcache.planner import bytes_per_block
+        return self.cache_blocks * bytes_per_block(shape, kv_dtype, self.block_size)
+
+    def plan(self, shape, kv_dtype: str):
+        """The planner's prediction for exactly these settings (the engine is started with the same)."""
+        from llmserve.kvcache.planner import plan_from_kv_bytes
+        return plan_from_kv_bytes(self.kv_cache_bytes(shape, kv_dtype), shape, kv_dtype, self.max_model_len,
+                                  block_size=self.block_size, device="CPU")
+
+
+LOCAL_LAB = LocalLab()
+
+
+@dataclass
+class Target:
+    """Where the lab sends requests: a root URL (``/health``, ``/metrics``), the OpenAI base URL, a key, a model."""
+
+    kind: str                 # "cluster" or "local"
+    url: str                  # http://127.0.0.1:PORT
+    api_key: str
+    model: str | None = None
+    plan: object = None       # llmserve.kvcache.planner.Plan for the local engine, else None
+    server: object = None     # the LocalVLLM, when local
+    _closers: list = field(default_factory=list, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/") + "/v1"
+
+    def close(self) -> str:
+        """Stop the local engine or the port-forward. Never touches the cluster's objects."""
+        while self._closers:
+            self._closers.pop()()
+        return ("stopped the local vLLM engine" if self.kind == "local"
+                else "closed the port-forward (the stack keeps running: see cleanup)")
+
+
+def open_local(lab: LocalLab = LOCAL_LAB, progress: Callable[[float, str], None] | None = None,
+               api_key: str | None = None) -> Target:
+    """Start the real CPU vLLM engine with the tiny random model and ``lab``'s small KV cache."""
+    from llmserve.serving.local_vllm import LocalVLLM
+    from llmserve.serving.tinymodel import TINY
+    shape, dtype = TINY.model_shape(), TINY.kv_dtype()
+    key = api_key or new_api_key()
+    server = LocalVLLM(TINY, max_model_len=lab.max_model_len, kv_cache_memory_bytes=lab.kv_cache_bytes(shape, dtype),
+                       block_size=lab.block_size, api_key=key, progress=progress, extra_args=lab.engine_args())
+    server.start()
+    return Target("local", server.url, key, model=server.model, plan=lab.plan(shape, dtype), server=server,
+                  _closers=[server.stop])
+
+
+def open_target(kind: str, cluster=None, progress: Callable[[float, str], None] | None = None) -> Target | None:
+    """Open what :func:`choose_target` chose: a port-forward ("cluster"), the CPU engine ("local"), or None."""
+    if kind == "cluster":
+        return open_cluster(cluster)
+    if kind == "local":
+        return open_local(progress=progress)
+    return None
+
+
+def open_cluster(cluster, local_port: int = 0) -> Target:
+    """A port-forward to the vLLM Service and the key from ``$VLLM_API_KEY`` or the Secret."""
+    key = read_api_key(cluster)
+    forward = open_endpoint(cluster, local_port)
+    url = forward.__enter__()
+    return Target("cluster", str(url), key, _closers=[lambda: forward.__exit__(None, None, None)])
+
+
+# --------------------------------------------------------------------------- reading the load test
+
+def waiting_by_level(result: dict) -> dict[int, float]:
+    """The most requests seen waiting in /metrics at each concurrency level of a load test."""
+    require(isinstance(result, dict) and "samples" in result, "Expected the dict run_load_test returns.",
+            "Pass llmserve.serving.loadtest.run_load_test(...)'s result.")
+    out: dict[int, float] = {}
+    for s in result["samples"]:
+        if s.get("waiting") is None or not s.get("concurrency"):
+            continue
+        out[s["concurrency"]] = max(out.get(s["concurrency"], 0.0), s["waiting"])
+    return dict(sorted(out.items()))
+
+
+def preemptions_during(result: dict) -> float | None:
+    """How many preemptions the counter grew by during the load test (None if not exposed)."""
+    values = [s["preemptions"] for s in result.get("samples", []) if s.get("preemptions") is not None]
+    return values[-1] - values[0] if values else None
+
+
+def predicted_max_concurrency(target: Target, max_model_len: int | None = None) -> float | None:
+    """The planner's prediction for the server in use.
+
+    Local: the plan computed from the settings the engine was started with.
+    Cluster: the same formula on the server's own figures
+    (``vllm:cache_config_info`` and the model card's ``max_model_len``).
+    """
+    if target.plan is not None:
+        return target.plan.max_concurrency
+    import urllib.request
+    from llmserve.serving.client import get_json
+    with urllib.request.urlopen(target.url.rstrip("/") + "/metrics", timeout=10) as resp:
+        labels = cache_config(resp.read().decode("utf-8", errors="replace"))
+    if max_model_len is None:
+        cards = get_json(target.base_url + "/models", target.api_key).get("data") or []
+        max_model_len = next((c.get("max_model_len") for c in cards if c.get("max_model_len")), None)
+    return server_max_concurrency(labels, max_model_len) if max_model_len else None
+
+
+def cache_config(metrics_text: str) -> dict:
+    """The labels of ``vllm:cache_config_info`` (block_size, num_gpu_blocks, …) from /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name in ("vllm:cache_config_info", "vllm:cache_config"):
+            for sample in family.samples:
+                return dict(sample.labels)
+    return {}
+
+
+def server_max_concurrency(cache_labels: dict, max_model_len: int) -> float | None:
+    """``blocks ÷ ceil(max_model_len ÷ block_size)``: the figure vLLM logs, from a live server's own settings."""
+    try:
+        blocks = int(cache_labels["num_gpu_blocks"])
+        block_size = int(cache_labels["block_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    require(isinstance(max_model_len, int) and max_model_len > 0, "max_model_len must be > 0.",
+            "Read it from /v1/models (the model card's max_model_len).")
+    return blocks / (-(-max_model_len // block_size))
+
+
+def load_settings(target: Target, prompt_tokens: int, lab: LocalLab = LOCAL_LAB) -> dict:
+    """Keyword arguments for :func:`llmserve.serving.loadtest.run_load_test` on this target.
+
+    Locally every request grows to nearly ``max_model_len`` tokens (the case the
+    planner predicts for); on the cluster it asks for 256 output tokens.
+    """
+    max_tokens = lab.max_tokens_for(prompt_tokens) if target.kind == "local" else 256
+    return {"levels": list(lab.levels), "max_tokens": max_tokens, "messages": lab.messages(),
+            "api_key": target.api_key, "max_duration_s": 120, "sample_interval_s": 0.2}

@@ -111,16 +111,18 @@ def parse_quantity(value, what: str = "size") -> Fraction:
 
 
 def format_bytes(n: Fraction | int) -> str:
-    """Bytes in the largest binary unit that divides them evenly, else with 2 decimals (``"200Gi"``)."""
+    """Bytes as the shortest exact quantity (``"200Gi"``, ``"200G"``), else in Gi etc. with 2 decimals."""
     n = Fraction(n)
-    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
-        unit = _BINARY[suffix]
-        if n >= unit and (n / unit).denominator == 1:
-            return f"{n // unit}{suffix}"
+    units = [(s, u) for s, u in _BINARY.items()] + [(s, u) for s, u in _DECIMAL.items() if s and u >= 1000]
+    exact = [f"{n // u}{s}" for s, u in units if n >= u and (n / u).denominator == 1]
+    if n.denominator == 1:
+        exact.append(str(n.numerator))
+    if exact:
+        return min(exact, key=len)   # binary units come first, so ties go to them
     for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
         if n >= _BINARY[suffix]:
             return f"{float(n / _BINARY[suffix]):.2f}{suffix}"
-    return f"{float(n):g} bytes" if n.denominator != 1 else f"{n.numerator} bytes"
+    return f"{float(n):g} bytes"
 
 
 # ---------------------------------------------------------------------------
@@ -852,3 +854,51 @@ def format_events(events: list[dict]) -> str:
         lines.append(f"{e.get('type', ''):8} {e.get('reason', ''):22} "
                      f"{e.get('message', '')}" + (f" (x{count})" if count > 1 else ""))
     return "\n".join(lines)
+
+
+def volume_phase_in(*phases: str):
+    """A ``Cluster.wait_for`` condition: done when the PV's phase is one of ``phases``."""
+    def condition(obj: dict | None) -> tuple[bool, str]:
+        if obj is None:
+            return False, "the volume does not exist"
+        phase = (obj.get("status") or {}).get("phase") or "Pending"
+        return phase in phases, phase
+    return condition
+
+
+def reuse_patch(pv: dict | None) -> list[dict]:
+    """The JSON patch that makes a Released, pre-bound volume Available again (empty when none is needed).
+
+    Deleting a claim leaves a Retain volume ``Released`` with the old claim's
+    ``uid`` in ``claimRef``; a new claim of the same name has a new uid and
+    stays Pending ("already bound to a different claim") until the uid goes.
+    Removing ``claimRef.uid`` (and ``resourceVersion``) keeps the reservation by
+    name and namespace. The data on the volume is never touched.
+    """
+    ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+    return [{"op": "remove", "path": f"/spec/claimRef/{key}"} for key in ("uid", "resourceVersion") if ref.get(key)]
+
+
+def pods_using_claim(pods: list[dict], claim_name: str = COURSE_CLAIM_NAME) -> list[str]:
+    """Names of the Pods (as dicts) that mount ``claim_name``: deleting the claim waits for them."""
+    return [p["metadata"]["name"] for p in pods
+            if any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim_name
+                   for v in ((p.get("spec") or {}).get("volumes") or []))]
+
+
+_DEFAULT_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class")
+
+
+def default_storage_class(classes: list[dict]) -> str | None:
+    """The cluster's default StorageClass from a list of StorageClass dicts (None when there is none).
+
+    A class is the default when its annotation ``storageclass.kubernetes.io/is-default-class``
+    is ``"true"`` (storage-classes/#default-storageclass). With several, the newest one wins.
+    """
+    defaults = [c for c in classes
+                if any(((c.get("metadata") or {}).get("annotations") or {}).get(a) == "true"
+                       for a in _DEFAULT_ANNOTATIONS)]
+    if not defaults:
+        return None
+    newest = max(defaults, key=lambda c: (c.get("metadata") or {}).get("creationTimestamp") or "")
+    return newest["metadata"]["name"]

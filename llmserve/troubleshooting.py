@@ -124,6 +124,14 @@ CATALOGUE: tuple[Entry, ...] = (
         patterns=(r"exceeded its progress deadline", r"\bProgressDeadlineExceeded\b", r"Insufficient nvidia\.com/gpu"),
     ),
     Entry(
+        "untolerated-taint", "Pod Pending: the GPU node has a taint the Pod does not tolerate", "scheduling",
+        cause="The GPU node is tainted (often nvidia.com/gpu:NoSchedule, to keep other work off it) and the Pod "
+              "has no matching toleration; the device plugin's own Pods need one too.",
+        fix="Add a toleration for the taint (the gpu-box overlay tolerates nvidia.com/gpu), or remove the taint "
+            "on a single-node box: `kubectl taint nodes --all nvidia.com/gpu-`.",
+        patterns=(r"had untolerated taint", r"had taint \{[^}]*\}, that the pod didn't tolerate"),
+    ),
+    Entry(
         "disk-pressure", "Node disk pressure: evictions and failed image pulls", "scheduling",
         cause="The vLLM image is many gigabytes and the weights take several more; when the node's disk "
               "fills, the kubelet evicts Pods and cannot pull images.",

@@ -272,11 +272,13 @@ def memory_budget(limit_gib, process_gib=DEFAULT_PROCESS_GIB, shm_used_gib=0.0, 
 
     notes = []
     if shm_used > shm_cap:
-        notes.append(f"/dev/shm holds {shm_used:g} GiB but its sizeLimit is {shm_cap:g} GiB: the kubelet "
-                     f"evicts a Pod whose emptyDir outgrows its sizeLimit.")
-    if shm_cap > limit:
-        notes.append(f"The /dev/shm sizeLimit ({shm_cap:g} GiB) is above the memory limit ({limit:g} GiB): "
-                     f"filling it would OOM-kill the container first.")
+        notes.append(f"/dev/shm cannot hold {shm_used:g} GiB: its sizeLimit is {shm_cap:g} GiB. Where the "
+                     f"tmpfs is mounted at that size, writes beyond it fail (No space left on device); "
+                     f"otherwise the kubelet evicts a Pod whose emptyDir outgrows its sizeLimit.")
+    if process + shm_cap > limit:
+        notes.append(f"Filled to its sizeLimit, /dev/shm ({shm_cap:g} GiB) plus the processes would need "
+                     f"{process + shm_cap:g} GiB, above the {limit:g} GiB limit: the container would be "
+                     f"OOM-killed before the sizeLimit is reached.")
     shm = min(shm_used, shm_cap)
     pinned = process + shm
     headroom = limit - pinned
@@ -287,7 +289,7 @@ def memory_budget(limit_gib, process_gib=DEFAULT_PROCESS_GIB, shm_used_gib=0.0, 
                    f"(reason OOMKilled, exit code 137). Raise limits.memory to at least "
                    f"{math.ceil(pinned * 1.25)}Gi, or lower what /dev/shm and the processes use.")
     else:
-        verdict = f"FITS: {used} within a {limit:g} GiB limit, {headroom:g} GiB to spare."
+        verdict = f"FITS: {used}, within the {limit:g} GiB limit with {headroom:g} GiB to spare."
         if weights > headroom:
             verdict += (f" The {weights:g} GiB of weights read at start-up fill the page cache beyond that: the "
                         f"kernel reclaims the excess (no OOM, but a restart reads more from disk again).")
@@ -478,3 +480,63 @@ def diagnose_pod(pod: dict | None, events: list[dict] | None = None, log_tail: s
                          "The container runs but the readiness probe fails: the Service sends it no traffic.",
                          "Check /health from inside the cluster and the engine's log.", evidence())
     return Diagnosis("waiting", f"The Pod is {status.get('phase', 'in an unknown phase')}.", "Wait, then look again.", evidence())
+
+
+# --------------------------------------------------------------------------
+# reading and changing the manifest (for the lab)
+# --------------------------------------------------------------------------
+def with_arg(deployment: dict, flag: str, value, container: str = "vllm") -> dict:
+    """A deep copy of the Deployment with ``--flag=value`` set (replaced or appended)."""
+    import copy
+    require(isinstance(flag, str) and flag.startswith("--"), f"{flag!r} is not a vLLM option.",
+            "Write the option with its dashes, e.g. --max-model-len.")
+    new = copy.deepcopy(deployment)
+    c = vllm_container(new, container)
+    args = list(c.get("args") or [])
+    setting = f"{flag}={value}"
+    for i, a in enumerate(args):
+        if a.startswith(flag + "="):
+            args[i] = setting
+            break
+        if a == flag and i + 1 < len(args):
+            args[i:i + 2] = [setting]
+            break
+    else:
+        args.append(setting)
+    c["args"] = args
+    return new
+
+
+def essentials(deployment: dict) -> list[tuple[str, str]]:
+    """The fields of the Pod spec that decide whether vLLM runs, as (field, value) rows."""
+    spec = deployment.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    c = vllm_container(deployment)
+    res = c.get("resources") or {}
+    mounts = {m["name"]: m for m in c.get("volumeMounts") or []}
+    rows = [("strategy", (spec.get("strategy") or {}).get("type", "RollingUpdate (default)")),
+            ("replicas", str(spec.get("replicas", 1))),
+            ("image", f"{c.get('image')} (pull: {c.get('imagePullPolicy', 'default')})"),
+            ("args", " ".join(c.get("args") or [])),
+            ("requests", ", ".join(f"{k}={v}" for k, v in (res.get("requests") or {}).items())),
+            ("limits", ", ".join(f"{k}={v}" for k, v in (res.get("limits") or {}).items()))]
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if kind in c:
+            p = Probe.from_dict(c[kind])
+            path = ((c[kind].get("httpGet") or {}).get("path")) or "(exec/tcp)"
+            extra = f", gives up after {startup_window_s(p):.0f} s" if kind == "startupProbe" else ""
+            rows.append((kind, f"GET {path} every {p.period_s:g} s, timeout {p.timeout_s:g} s, "
+                               f"{p.failure_threshold} failures{extra}"))
+        else:
+            rows.append((kind, "none"))
+    for v in pod.get("volumes") or []:
+        m = mounts.get(v["name"], {})
+        source = next((k for k in v if k != "name"), "?")
+        detail = v[source] if isinstance(v[source], dict) else {}
+        rows.append((f"volume {v['name']}", f"{source} {detail} at {m.get('mountPath', '(not mounted)')}"
+                                            f"{' read-only' if m.get('readOnly') else ''}"))
+    env = [e["name"] + ("=" + e["value"] if "value" in e else " (from a Secret)") for e in c.get("env") or []]
+    rows.append(("env", ", ".join(env)))
+    sc = {**(pod.get("securityContext") or {}), **(c.get("securityContext") or {})}
+    rows.append(("securityContext", ", ".join(f"{k}={v}" for k, v in sc.items())))
+    return rows

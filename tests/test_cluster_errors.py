@@ -97,7 +97,10 @@ class FakeAPI:
         self.server.server_close()
 
 
-VERSION = (200, json.dumps({"major": "1", "minor": "36", "gitVersion": "v1.36.0"}).encode(), 0)
+# What GET /version returns (every field of version.Info; `kubectl version -o json` shows them).
+VERSION = (200, json.dumps({"major": "1", "minor": "36", "gitVersion": "v1.36.0", "gitCommit": "0" * 40,
+                            "gitTreeState": "clean", "buildDate": "2026-08-26T00:00:00Z", "goVersion": "go1.25.0",
+                            "compiler": "gc", "platform": "linux/amd64"}).encode(), 0)
 
 
 def closed_port() -> int:

@@ -369,3 +369,127 @@ def test_real_client_stream_failure_is_explained():
         with pf.forward(cluster):
             pass
     assert "vllm-abc:8000" in err.value.what and "kubectl get pods" in err.value.fix
+
+
+# -- the real kubernetes client against a stand-in API server -------------------------------
+@pytest.fixture()
+def fake_apiserver(fake_vllm):
+    """An API server that speaks only the pod portforward WebSocket protocol (v4.channel.k8s.io).
+
+    Protocol, as the kubernetes client's PortForward expects it (kubernetes/stream/ws_client.py):
+    per port, a data channel 2i and an error channel 2i+1; each first gets a 3-byte frame
+    (channel, port little-endian); data frames carry the channel byte, then bytes.
+    Data is relayed to the stand-in vLLM, whatever port is asked for.
+    """
+    tornado = pytest.importorskip("tornado")
+    import asyncio
+    from tornado import iostream, tcpclient, web, websocket
+
+    seen = []
+
+    class PortForward(websocket.WebSocketHandler):
+        def select_subprotocol(self, subprotocols):
+            return "v4.channel.k8s.io" if "v4.channel.k8s.io" in subprotocols else None
+
+        async def open(self, namespace, pod):
+            port = int(self.get_argument("ports"))
+            seen.append((namespace, pod, port))
+            self.stream = await tcpclient.TCPClient().connect(*fake_vllm)
+            lo_hi = bytes((port % 256, port // 256))
+            await self.write_message(b"\x00" + lo_hi, binary=True)
+            await self.write_message(b"\x01" + lo_hi, binary=True)
+            asyncio.ensure_future(self._relay())
+
+        async def _relay(self):
+            try:
+                while True:
+                    data = await self.stream.read_bytes(65536, partial=True)
+                    await self.write_message(b"\x00" + data, binary=True)
+            except (iostream.StreamClosedError, websocket.WebSocketClosedError):
+                self.close()
+
+        async def on_message(self, message):
+            if message[:1] == b"\x00" and len(message) > 1:
+                await self.stream.write(message[1:])
+
+        def on_close(self):
+            if getattr(self, "stream", None):
+                self.stream.close()
+
+    ready = threading.Event()
+    state = {}
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        app = web.Application([(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/portforward", PortForward)])
+        server = app.listen(0, "127.0.0.1")
+        state["port"] = next(iter(server._sockets.values())).getsockname()[1]
+        state["loop"], state["server"] = loop, server
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield f"http://127.0.0.1:{state['port']}", seen
+    state["loop"].call_soon_threadsafe(state["server"].stop)
+    state["loop"].call_soon_threadsafe(state["loop"].stop)
+    thread.join(5)
+
+
+def test_kubernetes_client_portforward_through_the_local_listener(fake_apiserver):
+    # The whole path offline: urllib → LocalForwarder → kubernetes.stream.portforward
+    # (its WebSocket and proxy thread) → stand-in API server → stand-in vLLM.
+    from kubernetes import client
+
+    host, seen = fake_apiserver
+    config = client.Configuration()
+    config.host = host
+    cluster = _FakeCluster([_slice(_ep("vllm-abc", "10.0.0.9", ready=True))])
+    cluster.api_client, cluster.host = client.ApiClient(config), host
+    with pf.forward(cluster) as url:
+        assert pf.http_get(url, "/health", timeout=10).status == 200
+        models = pf.http_get(url, "/v1/models", timeout=10, api_key=KEY)
+        assert pf.model_ids(models) == ["qwen25-coder-7b"]
+    # one probe stream at start, then one stream per HTTP request
+    assert seen[0] == ("ai-platform", "vllm-abc", 8000) and len(seen) == 3
+
+
+# -- waiting for a Ready endpoint -------------------------------------------------------
+class _ChangingCluster(_FakeCluster):
+    """Slices that change from poll to poll: none, then loading, then Ready."""
+
+    def __init__(self, sequence):
+        super().__init__(sequence[0])
+        self.sequence = list(sequence)
+
+    def list(self, *args, **kwargs):
+        super().list(*args, **kwargs)
+        return self.sequence.pop(0) if len(self.sequence) > 1 else self.sequence[0]
+
+
+def test_wait_for_ready_endpoint_polls_until_ready():
+    seq = [[], [_slice(_ep("p", "10.0.0.1", ready=False))], [_slice(_ep("p", "10.0.0.1", ready=True))]]
+    cluster, now, seen = _ChangingCluster(seq), [0.0], []
+    slices = pf.wait_for_ready_endpoint(cluster, timeout_s=60, interval_s=5, progress=lambda t, s: seen.append(s),
+                                        clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert pf.choose_endpoint(slices)[0].pod == "p"
+    assert "no EndpointSlices" in seen[0] and "NOT ready" in seen[1] and "ready" in seen[2]
+
+
+def test_wait_for_ready_endpoint_times_out_with_the_diagnosis():
+    cluster, now = _ChangingCluster([[_slice(_ep("p", "10.0.0.1", ready=False))]]), [0.0]
+    with pytest.raises(ClusterError) as err:
+        pf.wait_for_ready_endpoint(cluster, timeout_s=30, interval_s=10,
+                                   clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert "after 30 s" in err.value.what and "NOT ready" in err.value.what
+    assert "Deployment chapter" in err.value.fix
+
+
+def test_forward_accepts_an_object_ref(fake_vllm):
+    from llmserve.cluster import ObjectRef
+    cluster = _FakeCluster([_slice(_ep("vllm-abc", "10.0.0.9", ready=True))])
+    ref = ObjectRef("v1", "Service", "vllm-qwen25-coder-7b", "ai-platform")
+    with pf.forward(cluster, ref, opener=lambda *a: _tcp_opener(fake_vllm)) as url:
+        assert pf.http_get(url, "/health").status == 200

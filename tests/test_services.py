@@ -332,3 +332,25 @@ def test_vllm_flags_unknown_injected_variables():
                             {"VLLM_QWEN25_CODER_7B_SERVICE_HOST": injected["VLLM_QWEN25_CODER_7B_SERVICE_HOST"]})
     assert proc.returncode != 0
     assert "Unknown vLLM environment variable detected: VLLM_QWEN25_CODER_7B_SERVICE_HOST" in proc.stderr
+
+
+def test_rendered_base_service_reaches_rendered_deployment():
+    # What `kubectl apply -k manifests/base` would create, not only the single files.
+    objs = manifests.render("base")
+    (svc,) = [o for o in objs if o["kind"] == "Service"]
+    (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+    assert services.selector_report(svc, dep).ok
+
+
+OVERLAYS = sorted(p.parent.relative_to(manifests.MANIFESTS_DIR).as_posix()
+                  for p in Path(manifests.MANIFESTS_DIR, "overlays").glob("*/kustomization.yaml"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_keeps_the_service_on_the_pods(overlay):
+    objs = manifests.render(overlay)
+    svcs = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "vllm-qwen25-coder-7b"]
+    deps = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "vllm-qwen25-coder-7b"]
+    assert len(svcs) == 1 and len(deps) == 1, f"{overlay} should render the vLLM Service and Deployment"
+    report = services.selector_report(svcs[0], deps[0])
+    assert report.ok, str(report)

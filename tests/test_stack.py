@@ -280,3 +280,70 @@ def test_wait_gives_up_early_when_the_diagnosis_is_stuck_and_points_at_troublesh
     from llmserve import troubleshooting
     if troubleshooting.match("Insufficient nvidia.com/gpu"):
         assert "Troubleshooting entries that match" in info.value.fix
+
+
+# ------------------------------------------------------------------ the local lab's settings
+
+def test_local_lab_plan_matches_the_formula():
+    # kv_cache_utils.get_max_concurrency_for_kv_cache_config: blocks / ceil(max_model_len / block_size)
+    from llmserve.kvcache.formula import ModelShape
+    shape = ModelShape("t", layers=2, attention_heads=4, kv_heads=2, head_dim=64, hidden_size=256)
+    lab = stack.LocalLab(max_model_len=512, block_size=128, cache_blocks=17)
+    per_token = 2 * 2 * 2 * 64 * 2                      # K and V × layers × kv_heads × head_dim × bf16 bytes
+    assert lab.kv_cache_bytes(shape, "bfloat16") == 17 * 128 * per_token
+    plan = lab.plan(shape, "bfloat16")
+    assert plan.num_blocks == 17 and plan.max_concurrency == 17 / 4 and plan.fits and plan.device == "CPU"
+
+
+def test_local_lab_sizes_requests_to_nearly_max_model_len():
+    lab = stack.LocalLab(max_model_len=512, margin_tokens=8)
+    assert lab.max_tokens_for(178) == 326
+    with pytest.raises(InputError):
+        lab.max_tokens_for(600)
+    assert lab.messages()[0]["content"].count("Kubernetes") == lab.prompt_repeats
+    assert stack.LocalLab().engine_args() == ["--no-enable-prefix-caching"]
+    assert stack.LocalLab(prefix_caching=True).engine_args() == []
+
+
+def test_load_settings_per_target():
+    local = stack.Target("local", "http://127.0.0.1:1", "k")
+    remote = stack.Target("cluster", "http://127.0.0.1:2/", "k")
+    assert stack.load_settings(local, 178)["max_tokens"] == stack.LOCAL_LAB.max_tokens_for(178)
+    assert stack.load_settings(remote, 60)["max_tokens"] == 256
+    assert remote.base_url == "http://127.0.0.1:2/v1"
+    closed = []
+    local._closers.append(lambda: closed.append(1))
+    assert "stopped" in local.close() and closed == [1]
+    assert stack.open_target("none") is None
+
+
+def test_waiting_by_level_and_preemptions_from_a_constructed_result():
+    # The sample shape run_load_test documents; values constructed here.
+    samples = [{"t_s": 0.0, "concurrency": 0, "waiting": 5.0, "preemptions": 1.0},
+               {"t_s": 0.1, "concurrency": 1, "waiting": 0.0, "preemptions": 1.0},
+               {"t_s": 0.2, "concurrency": 8, "waiting": 3.0, "preemptions": 2.0},
+               {"t_s": 0.3, "concurrency": 8, "waiting": None, "preemptions": None},
+               {"t_s": 0.4, "concurrency": 8, "waiting": 1.0, "preemptions": 6.0}]
+    result = {"samples": samples}
+    assert stack.waiting_by_level(result) == {1: 0.0, 8: 3.0}
+    assert stack.preemptions_during(result) == 5.0
+    assert stack.preemptions_during({"samples": []}) is None
+
+
+CONSTRUCTED_METRICS = """\
+# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig
+# TYPE vllm:cache_config_info gauge
+vllm:cache_config_info{block_size="16",cache_dtype="auto",engine="0",num_gpu_blocks="2000"} 1.0
+# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="m"} 0.0
+"""
+
+
+def test_prediction_from_a_servers_own_figures():
+    labels = stack.cache_config(CONSTRUCTED_METRICS)
+    assert labels["num_gpu_blocks"] == "2000" and labels["block_size"] == "16"
+    # 8192 tokens = 512 blocks of 16: 2000 / 512
+    assert stack.server_max_concurrency(labels, 8192) == 2000 / 512
+    assert stack.server_max_concurrency({}, 8192) is None
+    assert stack.cache_config("# nothing here\n") == {}

@@ -509,3 +509,33 @@ def test_course_manifests_keep_the_contract():
     for obj in (vol, claim, manifests.load_one("base/namespace.yaml")):
         assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "vllm-course"
     assert Fraction(storage.claim_request(claim)) == 200 * GI
+
+
+def test_reuse_patch_removes_only_the_old_uid():
+    # [PV-reclaim] Retain: after the claim is deleted the volume is "released" but "not yet available
+    # for another claim"; dropping the old claim's uid from claimRef makes the reservation by name usable.
+    released = {"spec": {"claimRef": {"namespace": "ai-platform", "name": "model-storage-claim",
+                                      "uid": "1234", "resourceVersion": "99"}}, "status": {"phase": "Released"}}
+    assert storage.reuse_patch(released) == [{"op": "remove", "path": "/spec/claimRef/uid"},
+                                             {"op": "remove", "path": "/spec/claimRef/resourceVersion"}]
+    assert storage.reuse_patch(storage.course_volume()) == []
+    assert storage.volume_phase_in("Released", "Available")(released) == (True, "Released")
+    assert storage.volume_phase_in("Available")(None)[0] is False
+
+
+def test_pods_using_claim():
+    pods = [{"metadata": {"name": "vllm-1"}, "spec": {"volumes": [
+        {"name": "models", "persistentVolumeClaim": {"claimName": "model-storage-claim"}}]}},
+            {"metadata": {"name": "other"}, "spec": {"volumes": [{"name": "x", "emptyDir": {}}]}}]
+    assert storage.pods_using_claim(pods) == ["vllm-1"]
+
+
+def test_default_storage_class():
+    # https://kubernetes.io/docs/concepts/storage/storage-classes/#default-storageclass :
+    # the annotation storageclass.kubernetes.io/is-default-class: "true" marks the default.
+    kind_standard = {"metadata": {"name": "standard", "creationTimestamp": "2026-01-01T00:00:00Z",
+                                  "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}
+    other = {"metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "false"}}}
+    assert storage.default_storage_class([other, kind_standard]) == "standard"
+    assert storage.default_storage_class([other]) is None
+    assert storage.default_storage_class([]) is None

@@ -75,7 +75,7 @@ def test_each_quoted_error_matches_its_entry(slug, quote):
 
 
 def test_quotes_were_found():
-    # 26 entries, some with several quotes: a parsing slip would silently shrink this.
+    # Every entry quotes at least one error, some several: a parsing slip would silently shrink this.
     assert len(QUOTES) >= len(ts.CATALOGUE)
 
 

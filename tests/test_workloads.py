@@ -257,3 +257,37 @@ def test_diagnosis_rejects_garbage():
         w.diagnose_pod("not a pod")
     with pytest.raises(InputError):
         w.diagnose_pod(pod(), events="nope")
+
+
+# ---------------------------------------------------------------------------
+# panels: initial state from the manifest, bad input shown as a message
+# ---------------------------------------------------------------------------
+def test_panels_render_and_show_errors():
+    from llmserve.panels import deployment as panels
+    probe = panels.probe_panel()
+    boxes = {b.description: b for b in probe.children if hasattr(b, "description") and b.description}
+    out = probe.children[-1]
+    assert boxes["startupProbe failureThreshold"].value == str(DEPLOYMENT["spec"]["template"]["spec"]
+                                                                ["containers"][0]["startupProbe"]["failureThreshold"])
+    assert "start-up window" in out.value
+    for bad, word in (("0", "greater than 0"), ("-3", "greater than 0"), ("fast", "must be a number")):
+        boxes["disk read speed (MB/s)"].value = bad
+        assert "Cannot compute this" in out.value and word in out.value
+    memory = panels.memory_panel()
+    mboxes = {b.description: b for b in memory.children if hasattr(b, "description") and b.description}
+    assert mboxes["limits.memory (GiB)"].value == "16"
+    mboxes["limits.memory (GiB)"].value = "2"
+    assert "OOM-KILLED" in memory.children[-1].value
+    mboxes["limits.memory (GiB)"].value = "lots"
+    assert "Cannot compute this" in memory.children[-1].value
+
+
+def test_with_arg_replaces_in_place_and_leaves_the_original():
+    new = w.with_arg(DEPLOYMENT, "--max-model-len", 4096)
+    old_args = w.vllm_container(DEPLOYMENT)["args"]
+    new_args = w.vllm_container(new)["args"]
+    assert w.arg_value(w.vllm_container(DEPLOYMENT), "--max-model-len") == "8192"
+    assert new_args[old_args.index("--max-model-len=8192")] == "--max-model-len=4096"
+    assert len(new_args) == len(old_args)
+    with pytest.raises(InputError):
+        w.with_arg(DEPLOYMENT, "max-model-len", 1)

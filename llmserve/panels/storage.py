@@ -30,8 +30,9 @@ def _esc(text: str) -> str:
 def _verdict_html(verdict: storage.Verdict, pv: dict) -> str:
     color = _COLORS.get(verdict.outcome, "#333")
     name = pv["metadata"]["name"]
+    where = f"to {_esc(name)}" if verdict.binds else f"(does not bind to {_esc(name)})"
     head = (f"<div style='font-size:1.1em;color:{color}'><b>{_esc(storage.OUTCOME_WORDS[verdict.outcome])}</b>"
-            f" {'to' if verdict.binds else '—'} {'' if not verdict.binds else _esc(name)}</div>"
+            f" {where}</div>"
             f"<div style='color:#555'>Controller path: {_esc(verdict.path)}; "
             f"claim's class after admission: '{_esc(verdict.claim_class)}'</div>")
     items = "".join(f"<li>✗ {_esc(r)}</li>" for r in verdict.reasons)
@@ -49,8 +50,8 @@ def binding_explorer(pv: dict | None = None, pvc: dict | None = None) -> W.Widge
     pv = pv or storage.course_volume()
     base = pvc or storage.course_claim()
     spec = base["spec"]
-    style = {"description_width": "150px"}
-    layout = W.Layout(width="460px")
+    style = {"description_width": "140px"}
+    layout = W.Layout(width="480px")
     cls = W.Dropdown(options=_CLASS_OPTIONS, value=spec.get("storageClassName", UNSET) if
                      spec.get("storageClassName", UNSET) in [v for _, v in _CLASS_OPTIONS] else UNSET,
                      description="storageClassName", style=style, layout=layout)
@@ -116,7 +117,7 @@ def binding_explorer(pv: dict | None = None, pvc: dict | None = None) -> W.Widge
                f"class '{_esc(pv['spec'].get('storageClassName', ''))}', labels "
                f"<code>{_esc(storage.describe_selector({'matchLabels': pv['metadata'].get('labels', {})}))}</code>")
     return W.VBox([W.HTML(f"<b>Binding explorer</b> — change the claim. {pv_text}"),
-                   W.HBox([W.VBox([cls, default, size, modes]), W.VBox([selector, volume_name, claim_ref])]),
+                   W.VBox([cls, default, size, modes, selector, volume_name, claim_ref]),
                    out, yaml_view])
 
 
@@ -137,22 +138,29 @@ def claim_checker(initial: str | None = None) -> W.Widget:
     """Paste a PersistentVolumeClaim (YAML); see what is wrong with it and how to fix it."""
     text = initial if initial is not None else manifests.path("examples/storage/claim-without-class.yaml").read_text()
     area = W.Textarea(value=text, layout=W.Layout(width="100%", height="260px"))
-    default = W.Dropdown(options=_DEFAULT_OPTIONS, value="standard", description="cluster default class",
-                         style={"description_width": "150px"})
+    default = W.Dropdown(options=_DEFAULT_OPTIONS, value="standard", description="default class",
+                         style={"description_width": "90px"}, layout=W.Layout(width="260px"))
+    unreserved = "examples/storage/volume-unreserved.yaml"
+    volume = W.Dropdown(options=[("model-storage with claimRef (course)", storage.COURSE_PV),
+                                 ("model-storage, no claimRef", unreserved)],
+                        value=unreserved if initial is None else storage.COURSE_PV, description="volume",
+                        style={"description_width": "60px"}, layout=W.Layout(width="330px"))
     button = W.Button(description="Check", button_style="primary")
     out = W.HTML()
 
     def update(_=None) -> None:
         try:
-            out.value = _report_html(storage.check_claim(area.value, default_storage_class=default.value))
+            out.value = _report_html(storage.check_claim(area.value, pv=volume.value,
+                                                         default_storage_class=default.value))
         except CourseError as err:
             out.value = _error_html(err)
 
     button.on_click(update)
     default.observe(update, names="value")
+    volume.observe(update, names="value")
     update()
-    return W.VBox([W.HTML("<b>Claim checker</b> — against the course's volume <code>model-storage</code>. "
-                          "Edit the YAML, then press Check."), area, W.HBox([default, button]), out])
+    return W.VBox([W.HTML("<b>Claim checker</b> — edit the claim's YAML, pick the volume, then press Check."),
+                   area, W.HBox([volume, default, button]), out])
 
 
 def report_view(report: storage.Report) -> W.HTML:

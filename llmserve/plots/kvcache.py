@@ -51,11 +51,11 @@ def timing(result: TimingResult) -> Figure:
         ax1.annotate(f"{r.speedup:.0f}×", (r.context, r.recompute_s * 1e3), textcoords="offset points",
                      xytext=(0, 6), ha="center", fontsize=8)
     ax1.set_xlabel("tokens of context already there")
-    ax1.set_ylabel("ms for the next token")
+    ax1.set_ylabel("ms for the next token (log scale)")
     ax1.set_title("Per token (measured; label = speedup)")
-    ax1.set_ylim(bottom=0)
+    ax1.set_yscale("log")
     ax1.legend(fontsize=8)
-    ax1.grid(alpha=0.3)
+    ax1.grid(alpha=0.3, which="both")
     cum = cumulative_cost(result)
     n = [c[0] for c in cum]
     ax2.plot(n, [c[2] for c in cum], "-", color="C3", label="recompute: grows like n²")
@@ -64,8 +64,12 @@ def timing(result: TimingResult) -> Figure:
     ax2.set_ylabel("total seconds")
     ax2.set_title("Whole sequence (sum of the left curve)")
     ax2.set_ylim(bottom=0)
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left")
     ax2.grid(alpha=0.3)
+    last = cum[-1]
+    ax2.text(0.97, 0.45, f"{last[0]:,} tokens:\nrecompute ≈ {last[2]:.2g} s\nKV cache ≈ {last[1]:.2g} s",
+             transform=ax2.transAxes, ha="right", va="center", fontsize=8,
+             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
     fig.suptitle(f"{result.model}, {result.dtype}, {result.device}, torch {result.torch_version}, "
                  f"{result.threads} thread(s)", fontsize=9)
     return _done(fig)

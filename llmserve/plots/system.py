@@ -32,6 +32,9 @@ from llmserve.errors import ManifestError
 #: Where the book includes the figure from (``book/system.md``).
 FIGURE_PATH = Path(__file__).resolve().parent.parent.parent / "book" / "figures" / "system.svg"
 
+#: vLLM 0.32.0's default for ``--gpu-memory-utilization`` (``CacheConfig`` in vllm/config/cache.py).
+VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
+
 #: The cluster DNS domain kubelet configures by default (``--cluster-domain``).
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -163,8 +166,7 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
         image=vllm["image"],
         model_path=model,
         served_model_name=_arg(args, "--served-model-name") or model,
-        # vLLM's default when the flag is absent (vllm/config/cache.py).
-        gpu_memory_utilization=float(util) if util is not None else 0.9,
+        gpu_memory_utilization=float(util) if util is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION,
         container_port=int(port.get("containerPort", 8000)),
         port_name=str(port.get("name", "")),
         gpus=str(limits.get("nvidia.com/gpu", "0")),
@@ -231,7 +233,9 @@ class _Svg:
         fam = "" if _FAMILY[style] == "sans-serif" else f' font-family="{_FAMILY[style]}"'
         h = ' stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke"' if halo else ""
         a = "" if anchor == "start" else f' text-anchor="{anchor}"'
-        self.add(f'<text x="{_n(x)}" y="{_n(y)}" font-size="{size}"{fam}{weight}{a} fill="{fill}"{h}>'
+        # data-room: the width this label must fit in (checked in a browser by the tests).
+        room = "" if max_width is None else f' data-room="{_n(max_width)}"'
+        self.add(f'<text x="{_n(x)}" y="{_n(y)}" font-size="{size}"{fam}{weight}{a} fill="{fill}"{h}{room}>'
                  f'{escape(s)}</text>')
 
     def box(self, x, y, w, h, title, lines=(), fill="#ffffff", stroke="#8c959f", badge=None, dash=None):
@@ -289,7 +293,7 @@ def build_svg(n: SystemNames) -> str:
 
     # ---- legend (top left) ------------------------------------------------
     lx, ly = 24, 40
-    s.text(lx, ly, "Two paths through one system", 16, "bold")
+    s.text(lx, ly, "Legend", 16, "bold")
     rows = [(REQUEST, None, "request path, steps 1–6 (a client inside the cluster)"),
             (REQUEST, "9 6", "request path from your laptop: kubectl port-forward (P)"),
             (WEIGHTS, None, "weights path, steps A–E (disk to GPU memory)"),
@@ -355,7 +359,7 @@ def build_svg(n: SystemNames) -> str:
     s.box(bx, 440, bw, 90, f"OpenAI-compatible API server · Pod IP : {n.container_port}", api_lines,
           fill="#f4f8fc", stroke=REQUEST, badge=("4", REQUEST))
     s.box(bx, 558, bw, 60, "EngineCore: scheduler and KV cache manager", [
-        ("continuous batching; hands out KV blocks of 16 tokens", "sans"),
+        ("continuous batching; KV cache in blocks (16 tokens by default)", "sans"),
     ], fill="#f4f8fc", stroke=REQUEST, badge=("5", REQUEST))
 
     # GPU with a schematic memory bar

@@ -51,7 +51,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on ``port`` (connections in TIME_WAIT do not count,
+    as for uvicorn, which also binds with SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -106,6 +109,7 @@ class LocalVLLM:
         self.progress = progress
         self.log_path = Path(log_path) if log_path else None
         self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
         self.startup: dict = {}
         self.startup_s: float | None = None
         self._log_file = None
@@ -167,11 +171,27 @@ class LocalVLLM:
 
     def error_line(self) -> str | None:
         """The last ``SomethingError: …`` line of the log (why start-up failed), if any."""
-        found = _ERROR_LINE.findall(self.log_text())
-        return found[-1].strip() if found else None
+        found = [line.strip() for line in _ERROR_LINE.findall(self.log_text())]
+        # The API server wraps the engine's error in "RuntimeError: Engine core
+        # initialization failed. See root cause above."; the root cause is the one to show.
+        causes = [line for line in found if "See root cause above" not in line
+                  and "Too many open files" not in line]
+        return (causes or found or [None])[-1]
 
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def group_alive(self) -> bool:
+        """True while any process of the server's process group (API server, engine, worker) exists."""
+        if self.pid is None:
+            return False
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     # ------------------------------------------------------------------ lifecycle
     def _say(self, elapsed: float, status: str) -> None:
@@ -204,9 +224,11 @@ class LocalVLLM:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w")
         t0 = time.monotonic()
+        self.pid = None
         self.proc = subprocess.Popen(self.command(), env=self.environment(), stdout=self._log_file,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
+        self.pid = self.proc.pid   # also the process-group id (start_new_session)
         _LIVE.add(self)
         try:
             self._wait(t0, wait_for)
@@ -280,6 +302,9 @@ class LocalVLLM:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            end = time.monotonic() + 10
+            while self.group_alive() and time.monotonic() < end:
+                time.sleep(0.1)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

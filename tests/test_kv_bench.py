@@ -1,0 +1,30 @@
+"""scripts/bench_kvcache.py only ever rewrites its own section of BENCHMARKS.md."""
+from __future__ import annotations
+
+import importlib.util
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("bench_kvcache", REPO / "scripts" / "bench_kvcache.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_creates_the_file_with_a_top_heading(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    bench.update(out, f"{bench.HEADING}\n\nfirst\n")
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n") and "first" in text
+
+
+def test_replaces_only_its_own_section(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## Lead\n\nkeep me\n\n"
+                   f"{bench.HEADING}\n\nold\n\n### sub\n\nold too\n\n## Other (stack)\n\nkeep me too\n")
+    bench.update(out, f"{bench.HEADING}\n\nnew\n")
+    text = out.read_text()
+    assert "keep me\n" in text and "keep me too" in text
+    assert "old" not in text and text.count(bench.HEADING) == 1 and "new" in text
+    assert text.index("## Lead") < text.index(bench.HEADING) < text.index("## Other (stack)")
+    bench.update(out, f"{bench.HEADING}\n\nnewer\n")       # idempotent: still one section
+    assert out.read_text().count(bench.HEADING) == 1 and "newer" in out.read_text()

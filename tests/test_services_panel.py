@@ -1,0 +1,34 @@
+"""The Service chapter's selector-checker panel: renders at creation, reacts, never shows a traceback."""
+from __future__ import annotations
+
+from llmserve.panels import service as panel
+
+
+def _widgets(box):
+    name, selector, target, out = box.children[2], box.children[3], box.children[4], box.children[5]
+    return name, selector, target, out
+
+
+def test_initial_verdict_is_rendered():
+    name, selector, target, out = _widgets(panel.selector_checker())
+    assert selector.value == "app.kubernetes.io/name=vllm-qwen25-coder-7b"
+    assert target.value == "http"
+    assert "Traffic reaches the Pods" in out.value
+
+
+def test_wrong_selector_and_port_and_name():
+    name, selector, target, out = _widgets(panel.selector_checker())
+    selector.value = "app=vllm"
+    assert "No traffic reaches the Pods" in out.value and "app=vllm" in out.value
+    selector.value = "app.kubernetes.io/name=vllm-qwen25-coder-7b"
+    target.value = "8080"
+    assert "8080" in out.value and "No traffic" in out.value
+    target.value = "http"
+    name.value = "vllm"
+    assert "VLLM_PORT" in out.value
+
+
+def test_bad_input_is_a_message_not_a_traceback():
+    name, selector, target, out = _widgets(panel.selector_checker())
+    selector.value = "app"
+    assert "Input problem" in out.value and "Traceback" not in out.value

@@ -1,0 +1,176 @@
+"""The client, metrics and load-test helpers against one real CPU vLLM engine (tiny model).
+
+One engine for the whole module (start-up costs 20-60 s on 2 cores). The tiny
+model's text is gibberish by design, so only structure and measured quantities
+are checked. Behaviours relied on (vLLM 0.32 OpenAI server docs / source):
+``ignore_eos`` makes a request produce exactly ``max_tokens`` tokens
+(SamplingParams); ``stream_options.include_usage`` adds a final usage chunk;
+``--api-key`` guards the /v1 routes (401 otherwise) while /health and /metrics
+stay open; an unknown model name is a 404.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from llmserve import mode
+from llmserve.errors import InputError, ServerError
+from llmserve.kvcache.planner import plan_from_kv_bytes
+from llmserve.serving.client import chat, health, list_models, stream_chat
+from llmserve.serving.local_vllm import LocalVLLM, free_port, port_is_free
+from llmserve.serving.loadtest import run_load_test, summary_table
+from llmserve.serving.metrics import fetch_metrics
+from llmserve.serving.tinymodel import TINY
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.timeout(400),
+    pytest.mark.skipif(not mode.vllm_python().exists(),
+                       reason=f"no local vLLM at {mode.vllm_python()} (run `bash scripts/setup.sh`)"),
+]
+
+KEY = "course-test-key"
+HI = [{"role": "user", "content": "Say hello."}]
+# 16 blocks of 128 tokens: small enough that a burst of long requests fills it.
+KV_BYTES = 16 * 128 * 1024
+
+
+@pytest.fixture(scope="module")
+def server():
+    progress = []
+    srv = LocalVLLM(TINY, max_model_len=512, kv_cache_memory_bytes=KV_BYTES, api_key=KEY,
+                    startup_timeout_s=300, progress=lambda s, msg: progress.append((s, msg)))
+    with srv:
+        srv.progress_seen = progress
+        yield srv
+    # Stopped cleanly: nothing answers any more and the port is free again.
+    assert not srv.is_running()
+    assert not srv.group_alive()          # engine core and worker processes are gone too
+    assert not health(srv.base_url, timeout_s=1)
+    assert port_is_free(srv.port)
+
+
+def test_startup_log_and_kv_report(server):
+    assert server.log_path.exists()
+    assert "KV cache size:" in server.log_path.read_text()
+    assert server.progress_seen and server.progress_seen[-1][1] == "ready"
+    # The engine's own report equals the planner's CPU path for the same bytes.
+    p = plan_from_kv_bytes(KV_BYTES, TINY.model_shape(), TINY.kv_dtype(), 512, block_size=128, device="CPU")
+    assert server.kv_report["kv_cache_tokens"] == p.kv_tokens
+    assert server.kv_report["max_concurrency"] == round(p.max_concurrency, 2)
+    assert health(server.base_url)
+
+
+def test_list_models(server):
+    assert list_models(server.base_url, KEY) == [server.model]
+
+
+def test_chat(server):
+    r = chat(server.base_url, server.model, HI, KEY, max_tokens=8, extra_body={"ignore_eos": True})
+    assert r.model == server.model
+    assert r.completion_tokens == 8
+    assert r.finish_reason == "length"
+    assert r.prompt_tokens > 0
+    assert isinstance(r.text, str)
+    assert r.latency_s > 0
+
+
+def test_stream_timings_use_reported_usage(server):
+    r = stream_chat(server.base_url, server.model, HI, KEY, max_tokens=24, ignore_eos=True)
+    assert r.completion_tokens == 24                 # from the usage block
+    assert 0 < r.ttft_s <= r.latency_s
+    assert r.itl_s is not None and r.itl_s >= 0
+    assert r.itl_s == pytest.approx((r.latency_s - r.ttft_s) / 23)
+    assert r.tokens_per_s == pytest.approx(24 / r.latency_s)
+    assert r.chunks == len(r.chunk_times_s) >= 1
+    assert r.chunk_times_s == sorted(r.chunk_times_s)
+    assert r.finish_reason == "length"
+
+
+def test_metrics_while_busy(server):
+    before = fetch_metrics(server.url)
+    assert before.names["kv_cache_usage"] == "vllm:kv_cache_usage_perc"
+    assert before.names["preemptions"] == "vllm:num_preemptions_total"
+    done = threading.Event()
+
+    def burst():
+        try:
+            threads = [threading.Thread(target=stream_chat, args=(server.base_url, server.model, HI, KEY),
+                                        kwargs=dict(max_tokens=400, ignore_eos=True, timeout_s=120))
+                       for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            done.set()
+
+    threading.Thread(target=burst, daemon=True).start()
+    busy = []
+    while not done.is_set():
+        snap = fetch_metrics(server.url)
+        if snap.running:
+            busy.append(snap)
+        time.sleep(0.1)
+    after = fetch_metrics(server.url)
+    assert busy, "never saw a running request in /metrics during the burst"
+    assert all(0.0 <= s.kv_cache_usage <= 1.0 for s in busy)
+    assert max(s.kv_cache_usage for s in busy) > 0
+    assert after.generation_tokens - before.generation_tokens >= 6 * 400
+    assert after.preemptions >= before.preemptions
+
+
+def test_load_test_structure(server):
+    res = run_load_test(server.base_url, server.model, [1, 3], max_tokens=32, api_key=KEY,
+                        max_duration_s=90, sample_interval_s=0.2)
+    assert not res["stopped_early"], res["reason"]
+    assert [lv["concurrency"] for lv in res["levels"]] == [1, 3]
+    for lv in res["levels"]:
+        assert lv["ok"] == 2 * lv["concurrency"] and lv["errors"] == 0
+        assert all(r["output_tokens"] == 32 for r in lv["requests"])
+        assert all(0 < r["ttft_s"] <= r["latency_s"] for r in lv["requests"])
+        assert lv["throughput_tok_s"] > 0
+        assert lv["ttft_p50_s"] <= lv["ttft_p90_s"]
+    assert res["samples"], res["sample_errors"]
+    assert set(res["samples"][0]) >= {"t_s", "concurrency", "kv_cache_usage", "running", "waiting", "preemptions"}
+    assert "conc" in summary_table(res)
+
+
+def test_wrong_model_lists_served_models(server):
+    with pytest.raises(ServerError) as err:
+        chat(server.base_url, "qwen25-coder-7b", HI, KEY, max_tokens=4)
+    assert "'qwen25-coder-7b'" in err.value.what and server.model in err.value.what
+
+
+def test_wrong_or_missing_api_key(server):
+    with pytest.raises(ServerError, match="401") as err:
+        chat(server.base_url, server.model, HI, "not-the-key", max_tokens=4)
+    assert "not accepted" in err.value.what and "--api-key" in err.value.fix
+    with pytest.raises(ServerError, match="no API key was sent"):
+        stream_chat(server.base_url, server.model, HI, None, max_tokens=4)
+
+
+def test_timeout(server):
+    with pytest.raises(ServerError, match="did not answer within"):
+        stream_chat(server.base_url, server.model, HI, KEY, max_tokens=400, ignore_eos=True, timeout_s=0.01)
+
+
+def test_server_down_on_closed_port():
+    url = f"http://127.0.0.1:{free_port()}/v1"   # nothing listens there
+    with pytest.raises(ServerError, match="Cannot reach") as err:
+        chat(url, "tiny-qwen2", HI, max_tokens=4, timeout_s=5)
+    assert "port-forward" in err.value.fix
+    with pytest.raises(ServerError, match="Cannot reach"):
+        fetch_metrics(url)
+
+
+def test_port_busy_is_refused_before_starting(server):
+    with pytest.raises(ServerError, match="already in use"):
+        LocalVLLM(TINY, port=server.port).start()
+
+
+def test_load_test_refuses_non_loopback():
+    with pytest.raises(InputError, match="loopback"):
+        run_load_test("http://10.0.0.5:8000/v1", "m", [1])
