@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -571,6 +572,27 @@ def open_local(lab: LocalLab = LOCAL_LAB, progress: Callable[[float, str], None]
     server.start()
     return Target("local", server.url, key, model=server.model, plan=lab.plan(shape, dtype), server=server,
                   _closers=[server.stop])
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LOG_PREFIX = re.compile(r"^.*?\[[\w./-]+:\d+\]\s*")
+
+
+def startup_printer(every_s: float = 15.0, out: Callable[[str], None] = print) -> Callable[[float, str], None]:
+    """A progress callback for the local engine's start: one clean line every ``every_s`` seconds.
+
+    vLLM's log lines carry colour codes and a ``(process) LEVEL date [file:line]``
+    prefix; this keeps the message only.
+    """
+    state = {"last": -every_s}
+
+    def progress(elapsed: float, status: str) -> None:
+        if status != "ready" and elapsed - state["last"] < every_s:
+            return
+        state["last"] = elapsed
+        text = _LOG_PREFIX.sub("", _ANSI.sub("", status.replace("starting: ", "", 1))).strip()
+        out(f"[{elapsed:4.0f} s] {'ready' if status == 'ready' else 'starting: ' + text[:90]}")
+    return progress
 
 
 def open_target(kind: str, cluster=None, progress: Callable[[float, str], None] | None = None) -> Target | None:

@@ -8,11 +8,15 @@ tmp=$(mktemp -d)
 (cd "$tmp" && npm pack "@jupyter-widgets/html-manager@$HTML_MANAGER" "mathjax@$MATHJAX" "requirejs@$REQUIREJS" >/dev/null)
 for f in "$tmp"/*.tgz; do mkdir -p "${f%.tgz}"; tar xzf "$f" -C "${f%.tgz}"; done
 out=book/_vendor
-rm -rf "$out/html-manager" "$out/mathjax" "$out/require.js"
-mkdir -p "$out/html-manager" "$out/mathjax/output/chtml/fonts"
+rm -rf "$out/mathjax" "$out/require.js"
+hm="$out/@jupyter-widgets/html-manager/dist"
+rm -rf "$out/@jupyter-widgets"
+mkdir -p "$hm" "$out/mathjax/output/chtml/fonts"
 cp "$tmp"/requirejs-*/package/require.js "$out/require.js"
-cp "$tmp"/jupyter-widgets-html-manager-*/package/dist/embed-amd.js "$tmp"/jupyter-widgets-html-manager-*/package/dist/*.woff* "$out/html-manager/"
-cp "$tmp"/jupyter-widgets-html-manager-*/package/dist/embed.js.LICENSE.txt "$out/html-manager/LICENSE.txt"
+cp "$tmp"/jupyter-widgets-html-manager-*/package/dist/embed-amd.js "$tmp"/jupyter-widgets-html-manager-*/package/dist/*.woff* "$tmp"/jupyter-widgets-html-manager-*/package/dist/*.ttf "$hm/"
+# Its second bundle asks for the same fonts one folder up.
+(cd "$out/@jupyter-widgets" && for f in html-manager/dist/*.woff* html-manager/dist/*.ttf; do ln -s "$f" "$(basename "$f")"; done)
+cp "$tmp"/jupyter-widgets-html-manager-*/package/dist/embed.js.LICENSE.txt "$hm/LICENSE.txt"
 cp "$tmp"/mathjax-*/package/es5/tex-chtml.js "$out/mathjax/"
 cp -r "$tmp"/mathjax-*/package/es5/output/chtml/fonts/woff-v2 "$out/mathjax/output/chtml/fonts/"
 cp "$tmp"/mathjax-*/package/LICENSE "$out/mathjax/LICENSE"

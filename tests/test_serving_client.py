@@ -35,6 +35,9 @@ KEY = "course-test-key"
 HI = [{"role": "user", "content": "Say hello."}]
 # 16 blocks of 128 tokens: small enough that a burst of long requests fills it.
 KV_BYTES = 16 * 128 * 1024
+# 10 requests × (≈15 prompt + 480 output tokens) need 10 × 4 blocks = 40 > 16: they queue and
+# may be preempted, so the burst lasts long enough to be seen in /metrics.
+BURST, BURST_TOKENS = 10, 480
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +101,8 @@ def test_metrics_while_busy(server):
     def burst():
         try:
             threads = [threading.Thread(target=stream_chat, args=(server.base_url, server.model, HI, KEY),
-                                        kwargs=dict(max_tokens=400, ignore_eos=True, timeout_s=120))
-                       for _ in range(6)]
+                                        kwargs=dict(max_tokens=BURST_TOKENS, ignore_eos=True, timeout_s=180))
+                       for _ in range(BURST)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -118,7 +121,7 @@ def test_metrics_while_busy(server):
     assert busy, "never saw a running request in /metrics during the burst"
     assert all(0.0 <= s.kv_cache_usage <= 1.0 for s in busy)
     assert max(s.kv_cache_usage for s in busy) > 0
-    assert after.generation_tokens - before.generation_tokens >= 6 * 400
+    assert after.generation_tokens - before.generation_tokens >= BURST * BURST_TOKENS
     assert after.preemptions >= before.preemptions
 
 

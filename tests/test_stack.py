@@ -347,3 +347,15 @@ def test_prediction_from_a_servers_own_figures():
     assert stack.server_max_concurrency(labels, 8192) == 2000 / 512
     assert stack.server_max_concurrency({}, 8192) is None
     assert stack.cache_config("# nothing here\n") == {}
+
+
+def test_startup_printer_is_quiet_and_strips_log_noise():
+    lines = []
+    progress = stack.startup_printer(every_s=10, out=lines.append)
+    progress(0.0, "starting: starting")
+    progress(3.0, "starting: something")            # too soon: not printed
+    progress(11.0, "starting: (EngineCore pid=1)\x1b[0;0m \x1b[32mINFO\x1b[0m 11-27 09:24:36 "
+                   "\x1b[90m[default_loader.py:501]\x1b[0m Loading weights took 0.02 seconds")
+    progress(12.0, "ready")
+    assert lines == ["[   0 s] starting: starting", "[  11 s] starting: Loading weights took 0.02 seconds",
+                     "[  12 s] ready"]

@@ -77,3 +77,11 @@ def test_load_test_result_shape_is_accepted():
               "preemptions": 0.0}
     failed = dict(sample, kv_cache_usage=None)
     assert [s.kv_usage for s in plots.sample_rows([sample, failed])] == [0.5]
+
+
+def test_show_displays_png_images(monkeypatch):
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    plots.show(plots.load_figure(CONSTRUCTED_LEVELS), plots.metrics_figure(CONSTRUCTED_SAMPLES))
+    assert len(shown) == 2 and all(img.data[:8] == b"\x89PNG\r\n\x1a\n" for img in shown)

@@ -13,7 +13,7 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
         return
     seen, kept = set(), []
     for script in scripts:
-        key = (str(getattr(script, "filename", script)), repr(sorted(getattr(script, "attributes", {}).items())))
+        key = (getattr(script, "filename", None) or "", repr(sorted(getattr(script, "attributes", {}).items())))
         if key in seen:
             continue
         seen.add(key)

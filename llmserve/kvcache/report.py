@@ -46,12 +46,14 @@ class Table:
 
     def _repr_html_(self) -> str:
         def cell(tag: str, text: str, a: str) -> str:
-            return f'<{tag} style="text-align:{"right" if a == "r" else "left"}">{html.escape(text)}</{tag}>'
+            side = "right" if a == "r" else "left"
+            return (f'<{tag} style="text-align:{side};padding:2px 8px;white-space:nowrap">'
+                    f"{html.escape(text)}</{tag}>")
         al = self._align()
         head = "".join(cell("th", h, a) for h, a in zip(self.headers, al))
         body = "".join("<tr>" + "".join(cell("td", c, a) for c, a in zip(row, al)) + "</tr>" for row in self.rows)
         title = f"<p><b>{html.escape(self.title)}</b></p>" if self.title else ""
-        return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f'{title}<table style="font-size:0.85em"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None,
@@ -70,7 +72,7 @@ def bytes_table(rows: Sequence[BytesRow], title: str = "") -> Table:
     return markdown_table(
         ["cache", "layers", "KV heads", "head size", "dtype", "tokens", "measured (B)", "formula (B)", "ratio"],
         [[r.label, r.layers, r.kv_heads, r.head_dim, r.dtype, _b(r.tokens * r.batch), _b(r.measured),
-          _b(r.formula), f"{r.ratio:.6f}"] for r in rows], title=title)
+          _b(r.formula), f"{r.ratio:.6g}"] for r in rows], title=title)
 
 
 def formula_table(rows: Sequence[FormulaRow]) -> Table:

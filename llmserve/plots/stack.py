@@ -217,3 +217,13 @@ def metrics_figure(samples: Iterable[Any], predicted_max_concurrency: float | No
         ax.legend(fontsize="small", loc="upper left")
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize="medium")
     return fig
+
+
+def show(*figures, dpi: int = 96) -> None:
+    """Display figures as PNG images in a notebook (works without pyplot or an inline backend)."""
+    import io
+    from IPython.display import Image, display
+    for fig in figures:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        display(Image(buf.getvalue()))

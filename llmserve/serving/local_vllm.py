@@ -83,7 +83,7 @@ class LocalVLLM:
                  api_key: str | None = None, port: int | None = None, host: str = "127.0.0.1",
                  extra_args: Sequence[str] = (), startup_timeout_s: float = 240,
                  progress: Progress | None = None, log_path: str | Path | None = None,
-                 python: str | Path | None = None) -> None:
+                 python: str | Path | None = None, env: dict | None = None) -> None:
         require(host in ("127.0.0.1", "localhost", "::1"), f"host {host!r} is not a loopback address.",
                 "The local engine listens on 127.0.0.1 only; leave host at its default.")
         require(isinstance(max_model_len, int) and max_model_len > 0,
@@ -108,6 +108,7 @@ class LocalVLLM:
         self.startup_timeout_s = startup_timeout_s
         self.progress = progress
         self.log_path = Path(log_path) if log_path else None
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.pid: int | None = None
         self.startup: dict = {}
@@ -159,6 +160,7 @@ class LocalVLLM:
         env.pop("VLLM_CPU_KVCACHE_SPACE", None)
         if self.kvcache_space_gib is not None:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kvcache_space_gib)
+        env.update(self.extra_env)
         return env
 
     def log_text(self) -> str:
@@ -334,6 +336,11 @@ def measure_kv_capacity(shape: TinyShape = TINY, *, max_model_len: int,
                         progress: Progress | None = None) -> dict:
     """Start the engine only until it logs its KV-cache sizing, then stop it.
 
+    The engine core runs inside the API-server process here
+    (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): one Python process to start instead
+    of three, with the same CPU worker and the same sizing code
+    (cpu_worker.determine_available_memory, kv_cache_utils.get_kv_cache_configs).
+
     Returns the parsed figures (``kv_report`` keys) plus ``started`` (True) — or,
     when vLLM refuses the configuration, ``started`` False and ``error`` (the
     ``ValueError: …`` line it printed).
@@ -341,7 +348,8 @@ def measure_kv_capacity(shape: TinyShape = TINY, *, max_model_len: int,
     server = LocalVLLM(shape, max_model_len=max_model_len, kvcache_space_gib=kvcache_space_gib,
                        kv_cache_memory_bytes=kv_cache_memory_bytes, block_size=block_size,
                        startup_timeout_s=startup_timeout_s, progress=progress,
-                       served_model_name=f"kv-probe-{shape.key()}")
+                       served_model_name=f"kv-probe-{shape.key()}",
+                       env={"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
     try:
         server.start(wait_for="kv")
         return {**server.kv_report, "started": True, "log_path": str(server.log_path)}
