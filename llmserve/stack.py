@@ -508,9 +508,17 @@ class LocalLab:
     #: prefix caching, on by default). The load test sends one prompt many times, so with it on,
     #: requests take fewer blocks than the planner counts. Off here, to compare like with like.
     prefix_caching: bool = False
+    #: The tiny model makes tokens faster than vLLM's API server can send them one HTTP chunk
+    #: each on two cores, and /metrics then answers late. ``--stream-interval`` sends them in
+    #: chunks of this many tokens; the first token still goes out at once
+    #: (vllm/v1/engine/output_processor.py), so TTFT is unchanged.
+    stream_interval: int = 8
 
     def engine_args(self) -> list[str]:
-        return [] if self.prefix_caching else ["--no-enable-prefix-caching"]
+        args = [] if self.prefix_caching else ["--no-enable-prefix-caching"]
+        if self.stream_interval > 1:
+            args += ["--stream-interval", str(self.stream_interval)]
+        return args
 
     def messages(self) -> list[dict]:
         return [{"role": "user", "content": (self.prompt_sentence * self.prompt_repeats).strip()}]
@@ -673,12 +681,18 @@ def server_max_concurrency(cache_labels: dict, max_model_len: int) -> float | No
     return blocks / (-(-max_model_len // block_size))
 
 
-def load_settings(target: Target, prompt_tokens: int, lab: LocalLab = LOCAL_LAB) -> dict:
+def load_settings(target: Target, prompt_tokens: int, lab: LocalLab = LOCAL_LAB, overlay: str | None = None) -> dict:
     """Keyword arguments for :func:`llmserve.serving.loadtest.run_load_test` on this target.
 
     Locally every request grows to nearly ``max_model_len`` tokens (the case the
-    planner predicts for); on the cluster it asks for 256 output tokens.
+    planner predicts for). On the GPU box each asks for 256 output tokens; on a
+    laptop cluster (``overlay="laptop-cpu"``, a real 0.5B model on a laptop CPU)
+    the test stays small: 64 tokens, concurrency up to 4.
     """
-    max_tokens = lab.max_tokens_for(prompt_tokens) if target.kind == "local" else 256
-    return {"levels": list(lab.levels), "max_tokens": max_tokens, "messages": lab.messages(),
-            "api_key": target.api_key, "max_duration_s": 120, "sample_interval_s": 0.2}
+    common = {"messages": lab.messages(), "api_key": target.api_key, "max_duration_s": 120,
+              "sample_interval_s": 0.2}
+    if target.kind == "local":
+        return {"levels": list(lab.levels), "max_tokens": lab.max_tokens_for(prompt_tokens), **common}
+    if overlay == "laptop-cpu":
+        return {"levels": [1, 2, 4], "max_tokens": 64, "request_timeout_s": 120, **common}
+    return {"levels": list(lab.levels), "max_tokens": 256, **common}

@@ -158,3 +158,18 @@ def test_bad_settings_are_course_errors():
         attend(torch.zeros(1, 2, 1, 4), torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 1, 4), past=0, method="x")
     with pytest.raises(CourseError):
         tiny_shape(1, 6, 4, 8)                           # 4 KV heads cannot share 6 query heads
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,cache_dtype", [("bf16", "bf16"), ("bf16", "fp8")])
+def test_cached_decoding_on_cuda(dtype, cache_dtype):
+    model = TinyDecoder(tiny_shape(2, 8, 2, 64), vocab=64, max_positions=256, dtype=dtype,
+                        cache_dtype=cache_dtype, device="cuda")
+    prompt = torch.randint(0, 64, (2, 32), device="cuda")
+    cache = model.new_cache(batch=2)
+    model(prompt, cache)
+    assert cache.k[0].device.type == "cuda"
+    assert cache.nbytes == formula.kv_bytes(model.shape, 2 * 32, cache_dtype)
+    step = model(prompt[:, -1:], cache)[:, -1].float()
+    full = model(torch.cat([prompt, prompt[:, -1:]], 1))[:, -1].float()
+    assert (step - full).abs().max().item() < 0.1 * full.abs().max().item()

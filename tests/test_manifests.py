@@ -4,16 +4,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 from llmserve import manifests
 from llmserve.errors import ManifestError
 
 ROOT = REPO / "manifests"
-# Files deliberately invalid, used to teach what validation reports.
+
+
+def patch_files(root: Path) -> set[Path]:
+    """Files that kustomizations use as patches: partial objects, checked once rendered."""
+    found = set()
+    for k in root.rglob("kustomization.yaml"):
+        spec = yaml.safe_load(k.read_text()) or {}
+        entries = [p.get("path") for p in spec.get("patches", []) if isinstance(p, dict)]
+        entries += list(spec.get("patchesStrategicMerge", []) or [])
+        found |= {(k.parent / e).resolve() for e in entries if isinstance(e, str) and e.endswith((".yaml", ".yml"))}
+    return found
+
+
 def manifest_files(root: Path) -> list[Path]:
+    """Every whole-object manifest: not kustomizations, not patches, not the deliberately
+    invalid teaching files (named invalid-*)."""
+    patches = patch_files(root)
     files = sorted(p for p in root.rglob("*.yaml") if p.name != "kustomization.yaml")
-    return [p for p in files if not p.name.startswith("invalid-")]
+    return [p for p in files if not p.name.startswith("invalid-") and p.resolve() not in patches]
 
 
 def kustomizations(root: Path) -> list[Path]:

@@ -235,6 +235,9 @@ def test_service_named_vllm_collides_with_vllm_port(dep):
     # set by Kubernetes might conflict with vLLM's environment variables".
     bad = manifests.load_one("examples/service/named-vllm.yaml")
     assert services.service_env_vars(bad)["VLLM_PORT"].startswith("tcp://")
+    # A Deployment that keeps the default (service links on), unlike the course's.
+    dep = copy.deepcopy(dep)
+    dep["spec"]["template"]["spec"].pop("enableServiceLinks", None)
     report = services.selector_report(bad, dep)
     f = _finding(report, "env vars", "error")
     assert "VLLM_PORT" in f.message and "enableServiceLinks: false" in f.fix
@@ -269,6 +272,10 @@ def test_unrelated_name_is_clean():
 def test_broken_examples_are_schema_valid_but_wrong(path, dep):
     obj = manifests.load_one(path)
     assert manifests.validate(obj) == [], "examples must pass the strict schemas: they are semantically wrong"
+    # Against the Kubernetes default (service links on): the course's own Deployment turns
+    # them off, which alone defuses named-vllm.yaml.
+    dep = copy.deepcopy(dep)
+    dep["spec"]["template"]["spec"].pop("enableServiceLinks", None)
     report = services.selector_report(obj, dep)
     assert not report.ok, f"{path.name} should fail the check"
     assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "vllm-course"

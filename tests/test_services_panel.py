@@ -1,6 +1,8 @@
 """The Service chapter's selector-checker panel: renders at creation, reacts, never shows a traceback."""
 from __future__ import annotations
 
+from llmserve import manifests
+
 from llmserve.panels import service as panel
 
 
@@ -24,6 +26,13 @@ def test_wrong_selector_and_port_and_name():
     target.value = "8080"
     assert "8080" in out.value and "No traffic" in out.value
     target.value = "http"
+    name.value = "vllm"
+    # The course's Deployment turns service links off, which defuses the name...
+    assert "enableServiceLinks: false" in out.value and "No traffic" not in out.value
+    # ...and with the Kubernetes default (links on) the collision is reported.
+    dep = manifests.load_one("base/vllm-deployment.yaml")
+    dep["spec"]["template"]["spec"].pop("enableServiceLinks", None)
+    name, selector, target, out = _widgets(panel.selector_checker(deployment=dep))
     name.value = "vllm"
     assert "VLLM_PORT" in out.value
 

@@ -96,33 +96,34 @@ def test_metrics_while_busy(server):
     before = fetch_metrics(server.url)
     assert before.names["kv_cache_usage"] == "vllm:kv_cache_usage_perc"
     assert before.names["preemptions"] == "vllm:num_preemptions_total"
-    done = threading.Event()
-
-    def burst():
-        try:
-            threads = [threading.Thread(target=stream_chat, args=(server.base_url, server.model, HI, KEY),
-                                        kwargs=dict(max_tokens=BURST_TOKENS, ignore_eos=True, timeout_s=180))
-                       for _ in range(BURST)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            done.set()
-
-    threading.Thread(target=burst, daemon=True).start()
     busy = []
-    while not done.is_set():
-        snap = fetch_metrics(server.url)
-        if snap.running:
-            busy.append(snap)
-        time.sleep(0.1)
+
+    def wave():
+        threads = [threading.Thread(target=stream_chat, args=(server.base_url, server.model, HI, KEY),
+                                    kwargs=dict(max_tokens=BURST_TOKENS, ignore_eos=True, timeout_s=180))
+                   for _ in range(BURST)]
+        for t in threads:
+            t.start()
+        return threads
+
+    # On a busy machine one /metrics call can outlast a short burst: send up to three waves,
+    # polling while each runs, until a running request has been seen.
+    for _ in range(3):
+        threads = wave()
+        while any(t.is_alive() for t in threads):
+            snap = fetch_metrics(server.url)
+            if snap.running:
+                busy.append(snap)
+            time.sleep(0.1)
+        if busy:
+            break
     after = fetch_metrics(server.url)
     assert busy, "never saw a running request in /metrics during the burst"
     assert all(0.0 <= s.kv_cache_usage <= 1.0 for s in busy)
     assert max(s.kv_cache_usage for s in busy) > 0
     assert after.generation_tokens - before.generation_tokens >= BURST * BURST_TOKENS
-    assert after.preemptions >= before.preemptions
+    # 40 blocks wanted, 16 available: the scheduler had to preempt (vllm:num_preemptions_total).
+    assert after.preemptions > before.preemptions
 
 
 def test_load_test_structure(server):

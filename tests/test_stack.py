@@ -301,8 +301,8 @@ def test_local_lab_sizes_requests_to_nearly_max_model_len():
     with pytest.raises(InputError):
         lab.max_tokens_for(600)
     assert lab.messages()[0]["content"].count("Kubernetes") == lab.prompt_repeats
-    assert stack.LocalLab().engine_args() == ["--no-enable-prefix-caching"]
-    assert stack.LocalLab(prefix_caching=True).engine_args() == []
+    assert stack.LocalLab(stream_interval=1).engine_args() == ["--no-enable-prefix-caching"]
+    assert stack.LocalLab(prefix_caching=True, stream_interval=8).engine_args() == ["--stream-interval", "8"]
 
 
 def test_load_settings_per_target():
@@ -310,6 +310,7 @@ def test_load_settings_per_target():
     remote = stack.Target("cluster", "http://127.0.0.1:2/", "k")
     assert stack.load_settings(local, 178)["max_tokens"] == stack.LOCAL_LAB.max_tokens_for(178)
     assert stack.load_settings(remote, 60)["max_tokens"] == 256
+    assert max(stack.load_settings(remote, 60, overlay="laptop-cpu")["levels"]) == 4
     assert remote.base_url == "http://127.0.0.1:2/v1"
     closed = []
     local._closers.append(lambda: closed.append(1))

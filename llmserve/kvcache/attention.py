@@ -191,30 +191,37 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, past: int,
 
 
 class Attention(nn.Module):
-    """One attention layer: project, store K and V in the cache, attend, project back."""
+    """Project, cache K and V, attend, project back (one layer)."""
 
     def __init__(self, shape: ModelShape, layer: int) -> None:
         super().__init__()
         self.shape, self.layer = shape, layer
-        H, Hkv, D = shape.attention_heads, shape.kv_heads, shape.head_dim
+        H, Hkv = shape.attention_heads, shape.kv_heads
+        D = shape.head_dim
         C = H * D
-        self.q_proj = nn.Linear(C, H * D, bias=False)          # C → H·D
-        self.k_proj = nn.Linear(C, Hkv * D, bias=False)        # C → Hkv·D: only Hkv heads are cached
-        self.v_proj = nn.Linear(C, Hkv * D, bias=False)        # C → Hkv·D
-        self.o_proj = nn.Linear(H * D, C, bias=False)          # H·D → C
+        self.q_proj = nn.Linear(C, H * D, bias=False)  # C → H·D
+        self.k_proj = nn.Linear(C, Hkv * D, bias=False)  # C → Hkv·D
+        self.v_proj = nn.Linear(C, Hkv * D, bias=False)  # C → Hkv·D
+        self.o_proj = nn.Linear(H * D, C, bias=False)  # H·D → C
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, past: int, method: str) -> torch.Tensor:
-        B, T, C = x.shape                                       # (B, T, C)
-        H, Hkv, D = self.shape.attention_heads, self.shape.kv_heads, self.shape.head_dim
-        q = self.q_proj(x).view(B, T, H, D).transpose(1, 2)     # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, Hkv, D).transpose(1, 2)   # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, Hkv, D).transpose(1, 2)   # (B, Hkv, T, D)
+    def heads(self, t: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, T, n·D) → (B, n, T, D): one slice per head."""
+        B, T, _ = t.shape
+        return t.view(B, T, n, self.shape.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None,
+                past: int, method: str) -> torch.Tensor:
+        B, T, C = x.shape  # (B, T, C)
+        H, Hkv = self.shape.attention_heads, self.shape.kv_heads
+        q = self.heads(self.q_proj(x), H)  # (B, H, T, D)
+        k = self.heads(self.k_proj(x), Hkv)  # (B, Hkv, T, D)
+        v = self.heads(self.v_proj(x), Hkv)  # (B, Hkv, T, D)
         if cache is not None:
-            cache.append(self.layer, k, v)                      # cache now holds S = past + T tokens
-            k, v = cache.get(self.layer, past + T)              # (B, Hkv, S, D) each, compute dtype
-        y = attend(q, k, v, past=past, method=method)           # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, H * D)              # (B, T, H·D)
-        return self.o_proj(y)                                   # (B, T, C)
+            cache.append(self.layer, k, v)  # now S = past + T
+            k, v = cache.get(self.layer, past + T)  # (B, Hkv, S, D)
+        y = attend(q, k, v, past=past, method=method)  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H·D)
+        return self.o_proj(y)  # (B, T, C)
 
 
 class Block(nn.Module):

@@ -62,7 +62,7 @@ def timing(result: TimingResult) -> Figure:
     ax2.plot(n, [c[1] for c in cum], "-", color="C0", label="KV cache: grows like n")
     ax2.set_xlabel("tokens generated from an empty context")
     ax2.set_ylabel("total seconds")
-    ax2.set_title("Whole sequence (sum of the left curve)")
+    ax2.set_title("Whole sequence (estimate: sum of the left curve)")
     ax2.set_ylim(bottom=0)
     ax2.legend(fontsize=8, loc="upper left")
     ax2.grid(alpha=0.3)

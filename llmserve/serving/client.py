@@ -92,6 +92,10 @@ def _client(base_url: str, api_key: str | None, timeout_s: float):
     return openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
 
 
+class _StreamTimeout(Exception):
+    """A stream ran past its total time budget (turned into a ServerError by ``explain``)."""
+
+
 def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10) -> list[str]:
     """The model names the server serves (``GET /v1/models``)."""
     try:
@@ -106,7 +110,7 @@ def explain(exc: BaseException, base_url: str, model: str | None = None, timeout
     import openai
     if isinstance(exc, ServerError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, _StreamTimeout)):
         return ServerError(f"The server at {base_url} did not answer within {timeout_s} s.",
                            "Raise timeout_s or ask for fewer tokens (max_tokens); a busy server queues "
                            "requests (see vllm:num_requests_waiting in /metrics).")
@@ -166,6 +170,8 @@ def stream_chat(base_url: str, model: str, messages: list[dict], api_key: str | 
                 ignore_eos: bool = False, extra_body: dict | None = None) -> StreamResult:
     """One streamed chat completion, timed (see the module docstring for the definitions).
 
+    ``timeout_s`` bounds the whole stream (the first token and every later one).
+
     ``ignore_eos=True`` (a vLLM extension) makes the server produce exactly
     ``max_tokens`` tokens: useful for load tests with equal-sized requests.
     """
@@ -185,6 +191,10 @@ def stream_chat(base_url: str, model: str, messages: list[dict], api_key: str | 
             stream_options={"include_usage": True}, extra_body=body or None)
         for chunk in stream:
             now = time.perf_counter() - t0
+            if now > timeout_s:
+                # The client's timeout bounds each read, not the whole stream: enforce the total here.
+                stream.close()
+                raise _StreamTimeout()
             served_model = getattr(chunk, "model", None) or served_model
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
