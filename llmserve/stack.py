@@ -622,21 +622,27 @@ def open_cluster(cluster, local_port: int = 0) -> Target:
 
 # --------------------------------------------------------------------------- reading the load test
 
-def waiting_by_level(result: dict) -> dict[int, float]:
+def _samples(result_or_samples) -> list[dict]:
+    if isinstance(result_or_samples, dict):
+        require("samples" in result_or_samples, "Expected the dict run_load_test returns, or a list of samples.",
+                "Pass run_load_test(...)'s result or MetricsRecorder.samples_for(result).")
+        return list(result_or_samples["samples"])
+    return list(result_or_samples)
+
+
+def waiting_by_level(result_or_samples) -> dict[int, float]:
     """The most requests seen waiting in /metrics at each concurrency level of a load test."""
-    require(isinstance(result, dict) and "samples" in result, "Expected the dict run_load_test returns.",
-            "Pass llmserve.serving.loadtest.run_load_test(...)'s result.")
     out: dict[int, float] = {}
-    for s in result["samples"]:
+    for s in _samples(result_or_samples):
         if s.get("waiting") is None or not s.get("concurrency"):
             continue
         out[s["concurrency"]] = max(out.get(s["concurrency"], 0.0), s["waiting"])
     return dict(sorted(out.items()))
 
 
-def preemptions_during(result: dict) -> float | None:
+def preemptions_during(result_or_samples) -> float | None:
     """How many preemptions the counter grew by during the load test (None if not exposed)."""
-    values = [s["preemptions"] for s in result.get("samples", []) if s.get("preemptions") is not None]
+    values = [s["preemptions"] for s in _samples(result_or_samples) if s.get("preemptions") is not None]
     return values[-1] - values[0] if values else None
 
 
@@ -689,10 +695,132 @@ def load_settings(target: Target, prompt_tokens: int, lab: LocalLab = LOCAL_LAB,
     laptop cluster (``overlay="laptop-cpu"``, a real 0.5B model on a laptop CPU)
     the test stays small: 64 tokens, concurrency up to 4.
     """
+    # The load test's own in-process sampler is kept slow: run_load reads /metrics from a separate process.
     common = {"messages": lab.messages(), "api_key": target.api_key, "max_duration_s": 120,
-              "sample_interval_s": 0.2}
+              "sample_interval_s": 1.0}
     if target.kind == "local":
         return {"levels": list(lab.levels), "max_tokens": lab.max_tokens_for(prompt_tokens), **common}
     if overlay == "laptop-cpu":
         return {"levels": [1, 2, 4], "max_tokens": 64, "request_timeout_s": 120, **common}
     return {"levels": list(lab.levels), "max_tokens": 256, **common}
+
+
+# --------------------------------------------------------------------------- /metrics from another process
+
+def align_samples(readings: list[dict], levels: list[dict], offset_s: float = 0.0) -> list[dict]:
+    """Readings (``time_s`` since the recorder started) → load-test samples with the level running then.
+
+    ``levels`` are run_load_test's levels (``started_s``, ``wall_s``, ``concurrency``, seconds since
+    the test started); ``offset_s`` is when the test started, in the recorder's time. A reading
+    between levels gets concurrency 0.
+    """
+    out = []
+    for r in readings:
+        t = r["time_s"] - offset_s
+        conc, index = 0, -1
+        for i, lv in enumerate(levels):
+            if lv["started_s"] <= t <= lv["started_s"] + lv["wall_s"]:
+                conc, index = lv["concurrency"], i
+        out.append({"t_s": t, "level": index, "concurrency": conc, "kv_cache_usage": r.get("kv_cache_usage"),
+                    "running": r.get("running"), "waiting": r.get("waiting"), "preemptions": r.get("preemptions")})
+    return out
+
+
+class MetricsRecorder:
+    """Read /metrics every ``interval_s`` from a separate Python process while a load test runs.
+
+    A sampling thread inside the notebook's process competes for the
+    interpreter lock with the load test's client threads and, on two cores,
+    gets a reading only every second or so; a process of its own does not.
+    Use as a context manager around ``run_load_test``, then
+    ``samples_for(result)``.
+    """
+
+    def __init__(self, url: str, interval_s: float = 0.1) -> None:
+        require(interval_s > 0, "interval_s must be > 0.", "Use e.g. 0.1.")
+        self.url, self.interval_s = url, interval_s
+        self.readings: list[dict] = []
+        self.errors: list[str] = []
+        self._proc = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> "MetricsRecorder":
+        import subprocess
+        import sys
+        import time
+        self._t0 = time.time()
+        self._proc = subprocess.Popen([sys.executable, "-m", "llmserve.stack", "record-metrics", self.url,
+                                       str(self.interval_s), repr(self._t0)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def started_at(self) -> float:
+        """Seconds since the recorder started (call right before the load test: its offset)."""
+        import time
+        return time.time() - self._t0
+
+    def __exit__(self, *exc) -> None:
+        import json
+        import subprocess
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        for line in out.splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            (self.errors if "error" in item else self.readings).append(item)
+
+    def samples_for(self, result: dict, offset_s: float) -> list[dict]:
+        """The readings as load-test samples (see :func:`align_samples`)."""
+        return align_samples(self.readings, result["levels"], offset_s)
+
+
+def run_load(target: Target, model: str, recorder_interval_s: float = 0.1, **settings) -> dict:
+    """:func:`llmserve.serving.loadtest.run_load_test` with /metrics read by a :class:`MetricsRecorder`.
+
+    Returns the load test's result with ``samples`` replaced by the recorder's
+    (denser) readings; the in-process ones are kept as ``samples_in_process``.
+    """
+    from llmserve.serving import loadtest
+    with MetricsRecorder(target.url, recorder_interval_s) as recorder:
+        offset = recorder.started_at()
+        result = loadtest.run_load_test(target.base_url, model, **settings)
+    result = dict(result)
+    result["samples_in_process"] = result["samples"]
+    result["samples"] = recorder.samples_for(result, offset)
+    result["recorder_errors"] = recorder.errors[:5]
+    return result
+
+
+def _record_metrics(url: str, interval_s: float, t0: float) -> None:
+    """The recorder process: one JSON line per reading until terminated."""
+    import json
+    import signal
+    import sys
+    import time
+    from llmserve.errors import CourseError
+    from llmserve.serving.metrics import fetch_metrics
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    while True:
+        try:
+            snap = fetch_metrics(url, timeout_s=5)
+            print(json.dumps({"time_s": time.time() - t0, "kv_cache_usage": snap.kv_cache_usage,
+                              "running": snap.running, "waiting": snap.waiting,
+                              "preemptions": snap.preemptions}), flush=True)
+        except CourseError as err:
+            print(json.dumps({"time_s": time.time() - t0, "error": err.what}), flush=True)
+        time.sleep(interval_s)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 5 and sys.argv[1] == "record-metrics":
+        _record_metrics(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))

@@ -360,3 +360,45 @@ def test_startup_printer_is_quiet_and_strips_log_noise():
     progress(12.0, "ready")
     assert lines == ["[   0 s] starting: starting", "[  11 s] starting: Loading weights took 0.02 seconds",
                      "[  12 s] ready"]
+
+
+# ------------------------------------------------------------------ /metrics recorder (separate process)
+
+def test_align_samples_assigns_the_level_running_at_each_reading():
+    levels = [{"started_s": 0.0, "wall_s": 1.0, "concurrency": 1}, {"started_s": 1.5, "wall_s": 1.0, "concurrency": 8}]
+    readings = [{"time_s": t, "kv_cache_usage": 0.5, "running": 1.0, "waiting": 0.0, "preemptions": 0.0}
+                for t in (0.4, 1.0, 1.7, 2.2, 2.9, 3.0)]
+    samples = stack.align_samples(readings, levels, offset_s=0.5)
+    assert [(round(s["t_s"], 2), s["concurrency"]) for s in samples] == [
+        (-0.1, 0), (0.5, 1), (1.2, 0), (1.7, 8), (2.4, 8), (2.5, 8)]
+
+
+def test_metrics_recorder_reads_from_its_own_process():
+    import http.server
+    import threading
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):   # noqa: N802 - http.server's name
+            body = (CONSTRUCTED_METRICS + "# TYPE vllm:kv_cache_usage_perc gauge\n"
+                    'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.25\n').encode()
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with stack.MetricsRecorder(f"http://127.0.0.1:{server.server_port}", interval_s=0.05) as rec:
+            offset = rec.started_at()
+            time.sleep(2.0)
+        samples = rec.samples_for({"levels": [{"started_s": 0.0, "wall_s": 10.0, "concurrency": 4}]}, offset)
+    finally:
+        server.shutdown()
+    assert rec.errors == [] and len(rec.readings) >= 3
+    assert {s["kv_cache_usage"] for s in samples} == {0.25} and samples[-1]["concurrency"] == 4
+    assert all(s["waiting"] == 0.0 for s in samples)

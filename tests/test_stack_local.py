@@ -38,13 +38,13 @@ def test_api_key_is_enforced_on_v1_only(target):
 
 
 def test_requests_wait_when_the_cache_is_full(target):
-    from llmserve.serving import client, loadtest
+    from llmserve.serving import client
     first = client.stream_chat(target.base_url, target.model, stack.LOCAL_LAB.messages(), target.api_key,
                                max_tokens=4)
     settings = stack.load_settings(target, first.prompt_tokens)
     top = max(stack.LOCAL_LAB.levels)
     assert top >= 2 * target.plan.max_concurrency
     settings.update(levels=[top], max_duration_s=180)
-    result = loadtest.run_load_test(target.base_url, target.model, requests_per_level=top, **settings)
+    result = stack.run_load(target, target.model, requests_per_level=top, **settings)
     assert result["levels"][0]["errors"] == 0
     assert stack.waiting_by_level(result)[top] > 0

@@ -306,6 +306,9 @@ def plan(gpu_memory_gib: float, gpu_memory_utilization: float, model: ModelShape
     total = round(gpu_memory_gib * GiB)
     budget = math.ceil(total * gpu_memory_utilization)
     notes = []
+    if weights_part.bytes > total:
+        notes.append("The weights alone are larger than the GPU's memory: loading fails with an "
+                     "out-of-memory error before the cache is sized (use a quantized build or more GPUs).")
     if kv_cache_memory_bytes is not None:
         require(isinstance(kv_cache_memory_bytes, int) and not isinstance(kv_cache_memory_bytes, bool)
                 and kv_cache_memory_bytes > 0,

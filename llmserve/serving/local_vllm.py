@@ -222,6 +222,9 @@ class LocalVLLM:
         if self.log_path is None:
             logs = default_cache_root() / "vllm-logs"
             logs.mkdir(parents=True, exist_ok=True)
+            old_logs = sorted(logs.glob("*.log"), key=lambda f: f.stat().st_mtime)
+            for stale in old_logs[:-30]:   # keep the 30 newest start-up logs
+                stale.unlink(missing_ok=True)
             self.log_path = logs / f"{self.model}-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w")
