@@ -498,10 +498,11 @@ class LocalLab:
     max_model_len: int = 512
     block_size: int = 128
     cache_blocks: int = 17
-    #: The load test's prompt is this sentence repeated: long enough to need two blocks of
-    #: the tiny model's tokenizer, so a request holds blocks from its very first step.
+    #: The load test's prompt is this sentence repeated: with the tiny model's tokenizer it
+    #: fills three of a request's four blocks, so a request holds most of its blocks from its
+    #: first step and the scheduler cannot admit more requests than fit (the lab checks the count).
     prompt_sentence: str = "Write a Python function that parses a Kubernetes manifest. "
-    prompt_repeats: int = 5
+    prompt_repeats: int = 9
     levels: tuple = (1, 2, 4, 8, 16)
     margin_tokens: int = 8           # keep prompt + output safely under max_model_len
     #: vLLM shares the cache blocks of identical prompt prefixes between requests (automatic

@@ -36,7 +36,8 @@ def _tiny_book(tmp_path: Path, page_md: str, notebook_cells: list[str]) -> Path:
     (src / "book").mkdir(parents=True)
     (src / "notebooks").mkdir()
     shutil.copy(REPO / "_config.yml", src / "_config.yml")
-    shutil.copytree(REPO / "book" / "_vendor", src / "book" / "_vendor")
+    for folder in ("_vendor", "_ext", "_assets"):
+        shutil.copytree(REPO / "book" / folder, src / "book" / folder, symlinks=True)
     (src / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
                                   "  - file: book/page\n  - file: notebooks/lab\n")
     (src / "book" / "intro.md").write_text("# Intro\n\nHello.\n")

@@ -222,9 +222,7 @@ class LocalVLLM:
         if self.log_path is None:
             logs = default_cache_root() / "vllm-logs"
             logs.mkdir(parents=True, exist_ok=True)
-            old_logs = sorted(logs.glob("*.log"), key=lambda f: f.stat().st_mtime)
-            for stale in old_logs[:-30]:   # keep the 30 newest start-up logs
-                stale.unlink(missing_ok=True)
+            _prune_logs(logs)
             self.log_path = logs / f"{self.model}-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "w")
@@ -324,6 +322,25 @@ class LocalVLLM:
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
         return f"LocalVLLM({self.model!r}, {self.url}, {state})"
+
+
+def _prune_logs(folder: Path, keep: int = 30, min_age_s: float = 3600) -> None:
+    """Delete start-up logs beyond the ``keep`` newest that are older than ``min_age_s``.
+    Other servers may start (and prune) at the same time: every step tolerates a vanished file."""
+    dated = []
+    for f in folder.glob("*.log"):
+        try:
+            dated.append((f.stat().st_mtime, f))
+        except OSError:
+            continue
+    dated.sort()
+    now = time.time()
+    for mtime, f in dated[:-keep]:
+        if now - mtime > min_age_s:
+            try:
+                f.unlink()
+            except OSError:
+                pass
 
 
 def _safe_parse(text: str) -> dict:

@@ -97,9 +97,14 @@ def build(out_dir: str | Path, shape: TinyShape = TINY, seed: int = 0) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+    import shutil
+    import tempfile
+
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a private folder and rename it into place at the end, so that two builds
+    # running at once (two notebooks, parallel tests) never see each other's half-written files.
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".partial-", dir=out.parent))
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -129,10 +134,11 @@ def build(out_dir: str | Path, shape: TinyShape = TINY, seed: int = 0) -> Path:
     model.save_pretrained(tmp)
     (tmp / "tiny-model.json").write_text(json.dumps({**asdict(shape), "recipe": RECIPE_VERSION,
                                                      "seed": seed}, indent=1))
-    if out.exists():
-        import shutil
-        shutil.rmtree(out)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        # Another build finished first (the target exists): keep that one, drop ours.
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -153,6 +159,10 @@ def ensure_tiny_model(shape: TinyShape = TINY, cache_root: str | Path | None = N
     out = model_dir(shape, cache_root)
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():
         return out
+    if out.exists():
+        # A folder left incomplete by an older recipe: a build renames into place only when empty.
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
     from llmserve import mode
     from llmserve.errors import ServerError
     py = Path(python) if python else mode.vllm_python()
