@@ -484,6 +484,14 @@ def pick_overlay(cluster=None) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- where requests go
 
+def lab_shape():
+    """The capstone's local model: Qwen2-shaped, random weights, a little larger than the KV-cache
+    chapter's tiny one, so that on two cores the engine's forward passes (not the HTTP layer) limit
+    the load test, and requests queue for the KV cache rather than for the API server."""
+    from llmserve.serving.tinymodel import TinyShape
+    return TinyShape(layers=4, hidden_size=1024, attention_heads=16, kv_heads=2, intermediate_size=2816)
+
+
 @dataclass(frozen=True)
 class LocalLab:
     """The local CPU engine's settings for the capstone: a deliberately small KV cache.
@@ -495,6 +503,8 @@ class LocalLab:
     the load test goes well past that, so requests must wait.
     """
 
+    #: The model (a llmserve.serving.tinymodel.TinyShape); None means :func:`lab_shape`.
+    shape: object = None
     max_model_len: int = 512
     block_size: int = 128
     cache_blocks: int = 17
@@ -530,6 +540,9 @@ class LocalLab:
                 f"A prompt of {prompt_tokens} tokens leaves no room under max_model_len={self.max_model_len}.",
                 "Shorten the prompt (prompt_repeats) or raise max_model_len.")
         return self.max_model_len - prompt_tokens - self.margin_tokens
+
+    def tiny_shape(self):
+        return self.shape or lab_shape()
 
     def kv_cache_bytes(self, shape, kv_dtype: str) -> int:
         from llmserve.kvcache.planner import bytes_per_block
@@ -573,10 +586,10 @@ def open_local(lab: LocalLab = LOCAL_LAB, progress: Callable[[float, str], None]
                api_key: str | None = None) -> Target:
     """Start the real CPU vLLM engine with the tiny random model and ``lab``'s small KV cache."""
     from llmserve.serving.local_vllm import LocalVLLM
-    from llmserve.serving.tinymodel import TINY
-    shape, dtype = TINY.model_shape(), TINY.kv_dtype()
+    tiny = lab.tiny_shape()
+    shape, dtype = tiny.model_shape(), tiny.kv_dtype()
     key = api_key or new_api_key()
-    server = LocalVLLM(TINY, max_model_len=lab.max_model_len, kv_cache_memory_bytes=lab.kv_cache_bytes(shape, dtype),
+    server = LocalVLLM(tiny, max_model_len=lab.max_model_len, kv_cache_memory_bytes=lab.kv_cache_bytes(shape, dtype),
                        block_size=lab.block_size, api_key=key, progress=progress, extra_args=lab.engine_args())
     server.start()
     return Target("local", server.url, key, model=server.model, plan=lab.plan(shape, dtype), server=server,
@@ -748,12 +761,24 @@ class MetricsRecorder:
     def __enter__(self) -> "MetricsRecorder":
         import subprocess
         import sys
+        import threading
         import time
         self._t0 = time.time()
         self._proc = subprocess.Popen([sys.executable, "-m", "llmserve.stack", "record-metrics", self.url,
                                        str(self.interval_s), repr(self._t0)],
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
+        self._reader.start()
+        # Start the load only once the recorder reads: its interpreter takes a moment to start.
+        deadline = time.time() + 30
+        while not self._lines and self._proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
         return self
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._lines.append(line)
 
     def started_at(self) -> float:
         """Seconds since the recorder started (call right before the load test: its offset)."""
@@ -768,11 +793,12 @@ class MetricsRecorder:
             return
         proc.terminate()
         try:
-            out, _ = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
-        for line in out.splitlines():
+            proc.wait()
+        self._reader.join(timeout=5)
+        for line in self._lines:
             try:
                 item = json.loads(line)
             except ValueError:
@@ -784,21 +810,72 @@ class MetricsRecorder:
         return align_samples(self.readings, result["levels"], offset_s)
 
 
-def run_load(target: Target, model: str, recorder_interval_s: float = 0.1, **settings) -> dict:
-    """:func:`llmserve.serving.loadtest.run_load_test` with /metrics read by a :class:`MetricsRecorder`.
+QUEUE_TIME = "vllm:request_queue_time_seconds"
 
-    Returns the load test's result with ``samples`` replaced by the recorder's
-    (denser) readings; the in-process ones are kept as ``samples_in_process``.
+
+def server_delta(before: dict, after: dict) -> dict:
+    """What the server's own counters say happened between two /metrics snapshots (``samples`` dicts).
+
+    ``requests``: finished requests (the queue-time histogram's count);
+    ``queue_mean_s``: their mean time in the WAITING queue before first being
+    scheduled (``vllm:request_queue_time_seconds``, observed as
+    ``scheduled_ts − queued_ts`` in vllm/v1/metrics/stats.py); ``preemptions``.
     """
+    def d(name):
+        a, b = after.get(name), before.get(name, 0.0)
+        return None if a is None else a - (b or 0.0)
+    count, total = d(QUEUE_TIME + "_count"), d(QUEUE_TIME + "_sum")
+    preempt = d("vllm:num_preemptions_total")
+    return {"requests": count, "queue_mean_s": (total / count) if count else None,
+            "preemptions": preempt}
+
+
+def run_load(target: Target, model: str, levels, recorder_interval_s: float = 0.1,
+             max_duration_s: float = 120, **settings) -> dict:
+    """The load test, one level at a time, with the server's own account of each level.
+
+    Each level is one :func:`llmserve.serving.loadtest.run_load_test` call;
+    between levels, when the server is idle, /metrics is read and
+    :func:`server_delta` adds ``level["server"]``: requests finished, their
+    mean time in the waiting queue, preemptions. Meanwhile a
+    :class:`MetricsRecorder` reads /metrics from a separate process for the
+    time plots (``samples``). A busy CPU answers /metrics late, so those
+    readings can miss short moments; the per-level deltas cannot.
+    """
+    import time
     from llmserve.serving import loadtest
+    from llmserve.serving.metrics import fetch_metrics
+    out = {"base_url": target.base_url, "model": model, "levels": [], "samples_in_process": [],
+           "stopped_early": False, "reason": ""}
     with MetricsRecorder(target.url, recorder_interval_s) as recorder:
         offset = recorder.started_at()
-        result = loadtest.run_load_test(target.base_url, model, **settings)
-    result = dict(result)
-    result["samples_in_process"] = result["samples"]
-    result["samples"] = recorder.samples_for(result, offset)
-    result["recorder_errors"] = recorder.errors[:5]
-    return result
+        t0 = time.perf_counter()
+        before = fetch_metrics(target.url).samples
+        for index, conc in enumerate(levels):
+            left = max_duration_s - (time.perf_counter() - t0)
+            if left <= 0:
+                out.update(stopped_early=True, reason=f"time budget of {max_duration_s:.0f} s used up")
+                break
+            start = time.perf_counter() - t0
+            r = loadtest.run_load_test(target.base_url, model, levels=[conc], max_duration_s=left, **settings)
+            after = fetch_metrics(target.url).samples
+            for lv in r["levels"]:
+                lv = dict(lv, level=index, started_s=lv["started_s"] + start, server=server_delta(before, after))
+                out["levels"].append(lv)
+            out["samples_in_process"] += [dict(x, level=index, t_s=x["t_s"] + start) for x in r["samples"]]
+            before = after
+            if r["stopped_early"]:
+                out.update(stopped_early=True, reason=r["reason"])
+                break
+        out["duration_s"] = time.perf_counter() - t0
+    out["samples"] = recorder.samples_for(out, offset)
+    out["recorder_errors"] = recorder.errors[:5]
+    return out
+
+
+def queue_by_level(result: dict) -> dict[int, float | None]:
+    """Mean seconds a request spent waiting to be scheduled, per concurrency (the server's histogram)."""
+    return {lv["concurrency"]: (lv.get("server") or {}).get("queue_mean_s") for lv in result["levels"]}
 
 
 def _record_metrics(url: str, interval_s: float, t0: float) -> None:

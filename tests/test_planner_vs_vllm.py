@@ -14,16 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llmserve import mode
 from llmserve.kvcache.planner import CPU_DEFAULT_BLOCK_SIZE, cpu_kv_cache_bytes, plan_from_kv_bytes
 from llmserve.serving.local_vllm import measure_kv_capacity
 from llmserve.serving.tinymodel import TINY, TINY_WIDE, ensure_tiny_model
 
+# Skipped by tests/conftest.py when .venv-vllm is missing (outside CI).
 pytestmark = [
     pytest.mark.vllm,
     pytest.mark.timeout(600),
-    pytest.mark.skipif(not mode.vllm_python().exists(),
-                       reason=f"no local vLLM at {mode.vllm_python()} (run `bash scripts/setup.sh`)"),
 ]
 
 # (shape, max_model_len, VLLM_CPU_KVCACHE_SPACE GiB, --kv-cache-memory-bytes, --block-size)

@@ -72,7 +72,11 @@ def test_load_test_result_shape_is_accepted():
     level = {"level": 0, "concurrency": 2, "requests": [{}, {}, {}, {}], "ok": 4, "errors": 0,
              "throughput_tok_s": 50.0, "ttft_p50_s": 0.01, "ttft_p90_s": 0.02}
     row = plots.level_rows([level])[0]
-    assert (row.requests, row.output_tokens_per_s, row.ttft_p90_s) == (4, 50.0, 0.02)
+    assert (row.requests, row.output_tokens_per_s, row.ttft_p90_s, row.queue_mean_s) == (4, 50.0, 0.02, None)
+    with_server = plots.level_rows([dict(level, server={"queue_mean_s": 0.5, "requests": 4.0})])
+    fig = plots.load_figure(with_server)
+    queue = next(l for l in fig.axes[0].get_lines() if "waiting queue" in l.get_label())
+    assert list(queue.get_ydata()) == [500.0]
     sample = {"t_s": 1.0, "level": 0, "concurrency": 2, "kv_cache_usage": 0.5, "running": 2.0, "waiting": 0.0,
               "preemptions": 0.0}
     failed = dict(sample, kv_cache_usage=None)

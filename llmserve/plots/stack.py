@@ -33,6 +33,7 @@ class LevelRow:
     ttft_p90_s: float | None
     output_tokens_per_s: float
     requests: int = 0
+    queue_mean_s: float | None = None   # the server's mean time in the waiting queue (histogram)
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,15 @@ def level_rows(levels: Iterable[Any]) -> list[LevelRow]:
             rows.append(row)
             continue
         requests = _field(row, "requests", False)
+        server = _field(row, "server", False) or {}
+        queue = server.get("queue_mean_s") if isinstance(server, dict) else getattr(server, "queue_mean_s", None)
         rows.append(LevelRow(
             concurrency=int(_number(_field(row, "concurrency"), "concurrency")),
             ttft_p50_s=_number(_field(row, "ttft_p50_s"), "ttft_p50_s"),
             ttft_p90_s=_number(_field(row, "ttft_p90_s", False), "ttft_p90_s", allow_none=True),
             output_tokens_per_s=_number(_field(row, "output_tokens_per_s"), "output_tokens_per_s"),
             requests=len(requests) if isinstance(requests, (list, tuple)) else int(requests or 0),
+            queue_mean_s=_number(queue, "queue_mean_s", allow_none=True),
         ))
     require(bool(rows), "No load-test levels to plot.", "Run the load test first (at least one level).")
     for r in rows:
@@ -149,6 +153,10 @@ def load_figure(levels: Iterable[Any], predicted_max_concurrency: float | None =
                 title: str = "Load test", note: str | None = None):
     """TTFT (p50, p90) and output throughput against concurrency; returns a matplotlib Figure.
 
+    When the levels carry the server's own account (``level["server"]["queue_mean_s"]``,
+    from :func:`llmserve.stack.run_load`), the mean time requests spent in vLLM's
+    waiting queue is drawn beside TTFT: it is part of it.
+
     ``predicted_max_concurrency`` (the planner's ``Plan.max_concurrency``) is
     drawn as a vertical dashed line: beyond it, requests of the planned length
     no longer all fit in the KV cache at once and some wait.
@@ -160,6 +168,9 @@ def load_figure(levels: Iterable[Any], predicted_max_concurrency: float | None =
     if any(r.ttft_p90_s is not None for r in rows):
         pts = [(r.concurrency, r.ttft_p90_s * 1000) for r in rows if r.ttft_p90_s is not None]
         ax_ttft.plot(*zip(*pts), "s--", color=ORANGE, label="TTFT p90")
+    if any(r.queue_mean_s is not None for r in rows):
+        pts = [(r.concurrency, r.queue_mean_s * 1000) for r in rows if r.queue_mean_s is not None]
+        ax_ttft.plot(*zip(*pts), "^-", color=GREY, label="mean time in vLLM's waiting queue")
     ax_ttft.set_ylabel("time to first token (ms)")
     ax_tput.plot(x, [r.output_tokens_per_s for r in rows], "o-", color=GREEN, label="output tokens/s (all requests)")
     ax_tput.set_ylabel("output tokens per second")
