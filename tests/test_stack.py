@@ -402,3 +402,17 @@ def test_metrics_recorder_reads_from_its_own_process():
     assert rec.errors == [] and len(rec.readings) >= 3
     assert {s["kv_cache_usage"] for s in samples} == {0.25} and samples[-1]["concurrency"] == 4
     assert all(s["waiting"] == 0.0 for s in samples)
+
+
+def test_server_delta_reads_the_queue_time_histogram_and_preemptions():
+    # Exposition names: a histogram exports <name>_sum and <name>_count; a counter <name>_total
+    # (Prometheus exposition format). Values constructed here.
+    before = {"vllm:request_queue_time_seconds_sum": 1.0, "vllm:request_queue_time_seconds_count": 10.0,
+              "vllm:num_preemptions_total": 2.0}
+    after = {"vllm:request_queue_time_seconds_sum": 5.0, "vllm:request_queue_time_seconds_count": 18.0,
+             "vllm:num_preemptions_total": 7.0}
+    delta = stack.server_delta(before, after)
+    assert delta == {"requests": 8.0, "queue_mean_s": 0.5, "preemptions": 5.0}
+    assert stack.server_delta({}, {})["queue_mean_s"] is None
+    result = {"levels": [{"concurrency": 1, "server": {"queue_mean_s": 0.0}}, {"concurrency": 16, "server": delta}]}
+    assert stack.queue_by_level(result) == {1: 0.0, 16: 0.5}
