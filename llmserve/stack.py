@@ -9,11 +9,16 @@ module, kept apart:
   :func:`with_api_key`), the overlay for a cluster's nodes
   (:func:`overlay_for_nodes`), and what a Deployment and its Pods say about
   readiness (:func:`rollout_status`).
+  Also the local lab's settings (:class:`LocalLab`: a KV cache of a few
+  blocks, and the planner's prediction for exactly those settings) and the
+  reading of a load test (:func:`waiting_by_level`, :func:`server_delta`,
+  :func:`server_max_concurrency`, :func:`align_samples`).
 * **outside world** (thin, each call explained on failure): :func:`apply_stack`
   (server-side apply, in order), :func:`wait_until_ready` (progress, and why
   not), :func:`open_endpoint` (a port-forward to the Service), :func:`cleanup`
-  (never the model data), and :func:`choose_target` (cluster, local CPU engine
-  or neither).
+  (never the model data), :func:`choose_target` / :func:`open_target`
+  (cluster, local CPU engine or neither), and :func:`run_load` (the load test
+  level by level, with /metrics read by a :class:`MetricsRecorder` process).
 
 Everything about vLLM itself (the local engine, the OpenAI client, ``/metrics``,
 the load test) lives in :mod:`llmserve.serving`; everything about Kubernetes
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import re
 import secrets
@@ -203,6 +209,45 @@ def choose_overlay(env_value: str | None = None, nodes: Iterable[dict] | None = 
     if nodes is not None:
         return overlay_for_nodes(nodes)
     return "gpu-box", "no cluster to look at: showing the course's system (set COURSE_OVERLAY to pick another)"
+
+
+def _diff(a, b, path: str, out: list) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            _diff(a.get(key, _MISSING), b.get(key, _MISSING), f"{path}.{key}" if path else str(key), out)
+        return
+    named = (isinstance(a, list) and isinstance(b, list) and a + b
+             and all(isinstance(x, dict) and "name" in x for x in a + b))
+    if named:   # lists merged by name in strategic merge patches: compare item by item
+        left, right = {x["name"]: x for x in a}, {x["name"]: x for x in b}
+        for name in list(left) + [n for n in right if n not in left]:
+            _diff(left.get(name, _MISSING), right.get(name, _MISSING), f"{path}[{name}]", out)
+        return
+    if a != b:
+        out.append((path, None if a is _MISSING else a, None if b is _MISSING else b))
+
+
+_MISSING = object()
+
+
+def overlay_changes(base: Iterable[dict], overlay: Iterable[dict]) -> list[str]:
+    """What an overlay changes, field by field: ``Kind name: path: base → overlay``.
+
+    Objects are matched by kind and name; lists whose items have a ``name``
+    (containers, env, volumes) are compared item by item, as a strategic merge
+    patch merges them; ``—`` means absent.
+    """
+    def key(o):
+        return (o["kind"], o["metadata"]["name"])
+    left, right = {key(o): o for o in base}, {key(o): o for o in overlay}
+    lines = []
+    for k in list(left) + [k for k in right if k not in left]:
+        found: list = []
+        _diff(left.get(k, {}), right.get(k, {}), "", found)
+        for path, was, now in found:
+            show = (lambda v: "—" if v is None else (v if isinstance(v, str) else json.dumps(v)))
+            lines.append(f"{k[0]} {k[1]}: {path}: {show(was)} → {show(now)}")
+    return lines
 
 
 def _pod_line(pod: dict) -> tuple[bool, str]:

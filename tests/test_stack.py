@@ -416,3 +416,15 @@ def test_server_delta_reads_the_queue_time_histogram_and_preemptions():
     assert stack.server_delta({}, {})["queue_mean_s"] is None
     result = {"levels": [{"concurrency": 1, "server": {"queue_mean_s": 0.0}}, {"concurrency": 16, "server": delta}]}
     assert stack.queue_by_level(result) == {1: 0.0, 16: 0.5}
+
+
+def test_overlay_changes_lists_what_the_patch_changed():
+    base = manifests.render("base")
+    gpu = stack.overlay_changes(base, manifests.render("overlays/gpu-box"))
+    assert len(gpu) == 1 and "spec.template.spec.tolerations: — → " in gpu[0]
+    cpu = stack.overlay_changes(base, manifests.render("overlays/laptop-cpu"))
+    assert any(".containers[vllm].image: vllm/vllm-openai:v0.32.0 → vllm/vllm-openai-cpu:" in c for c in cpu)
+    assert any(".resources.limits.nvidia.com/gpu: 1 → —" in c for c in cpu)
+    assert any(".env[VLLM_CPU_KVCACHE_SPACE]: — → " in c for c in cpu)
+    assert not any(c.startswith(("Service", "PersistentVolume", "Namespace", "Secret")) for c in cpu)
+    assert stack.overlay_changes(base, base) == []

@@ -48,3 +48,11 @@ def test_requests_wait_when_the_cache_is_full(target):
     result = stack.run_load(target, target.model, requests_per_level=top, **settings)
     assert result["levels"][0]["errors"] == 0
     assert stack.waiting_by_level(result)[top] > 0
+
+
+def test_the_cluster_path_predicts_from_the_servers_own_figures(target):
+    # The path the lab takes on a cluster (no plan at hand): vllm:cache_config_info and /v1/models.
+    remote_view = stack.Target("cluster", target.url, target.api_key)
+    predicted = stack.predicted_max_concurrency(remote_view)
+    assert predicted is not None
+    assert round(predicted, 2) == target.server.kv_report["max_concurrency"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from llmserve.errors import ManifestError
+from llmserve.workloads import arg_value
 
 #: Where the book includes the figure from (``book/system.md``).
 FIGURE_PATH = Path(__file__).resolve().parent.parent.parent / "book" / "figures" / "system.svg"
@@ -103,16 +104,6 @@ def _one(objs: list[dict], kind: str) -> dict:
     return found[0]
 
 
-def _arg(args: list[str], flag: str) -> str | None:
-    """The value of ``--flag=value`` or ``--flag value`` in a container's args."""
-    for i, a in enumerate(args):
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-        if a == flag and i + 1 < len(args):
-            return args[i + 1]
-    return None
-
-
 def names_from_manifests(objs: list[dict]) -> SystemNames:
     """Read the names the figure prints from the course's objects (a list of manifest dicts)."""
     ns = _one(objs, "Namespace")
@@ -127,8 +118,7 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
     if vllm is None:
         raise ManifestError("The Deployment has no container running a vLLM image.",
                             "Keep the vllm/vllm-openai container in manifests/base/vllm-deployment.yaml.")
-    args = [str(a) for a in (vllm.get("args") or [])]
-    model = _arg(args, "--model")
+    model = arg_value(vllm, "--model")
     if model is None:
         raise ManifestError("The vLLM container's args have no --model.",
                             "Pass --model=/models/<model directory> in the Deployment's args.")
@@ -147,7 +137,7 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
     port = (vllm.get("ports") or [{}])[0]
     svc_port = (svc["spec"].get("ports") or [{}])[0]
     limits = (vllm.get("resources") or {}).get("limits") or {}
-    util = _arg(args, "--gpu-memory-utilization")
+    util = arg_value(vllm, "--gpu-memory-utilization")
     return SystemNames(
         namespace=ns["metadata"]["name"],
         pv=pv["metadata"]["name"],
@@ -165,7 +155,7 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
         container=vllm["name"],
         image=vllm["image"],
         model_path=model,
-        served_model_name=_arg(args, "--served-model-name") or model,
+        served_model_name=arg_value(vllm, "--served-model-name") or model,
         gpu_memory_utilization=float(util) if util is not None else VLLM_DEFAULT_GPU_MEMORY_UTILIZATION,
         container_port=int(port.get("containerPort", 8000)),
         port_name=str(port.get("name", "")),
