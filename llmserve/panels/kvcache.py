@@ -1,7 +1,7 @@
 """ipywidgets panels of the KV-cache chapter (notebooks/kv-cache-lab.ipynb), layer 3.
 
 * :func:`planner_panel`: vLLM's KV-cache sizing for one GPU, a thin wrapper
-  over :func:`llmserve.kvcache.planner.plan` (the vllm engineer's calculator).
+  over :func:`llmserve.kvcache.planner.plan`.
 * :func:`paging_panel`: contiguous reservation vs paged blocks for a seeded
   mix of request lengths (:mod:`llmserve.kvcache.paging`).
 
