@@ -6,7 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python scripts/bench_kvcache.py            # update BENCHMARKS.md
     .venv/bin/python scripts/bench_kvcache.py --print    # only print the section
 
-Writes (or replaces) the section ``## KV cache (CPU)`` of BENCHMARKS.md
+Writes (or replaces) the section ``## KV cache measurements`` of BENCHMARKS.md
 and leaves every other section alone; creates the file with a ``# Benchmarks``
 heading if it is missing. On a CUDA machine it adds the allocator and
 bandwidth measurements; on a CPU it says they were not measured.
@@ -26,7 +26,7 @@ import torch
 from llmserve import mode
 from llmserve.kvcache import formula, measure, paging, report
 
-HEADING = "## KV cache (CPU)"
+HEADING = "## KV cache measurements"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -94,7 +94,7 @@ def section(device: str) -> str:
     else:
         lines.append("Not measured: this machine has no CUDA GPU. Reference points measured elsewhere "
                      "(H200, PyTorch 2.11) are quoted in book/kv-cache.md as external reference points, "
-                     "not as this course's measurements.")
+                     "not as this course's measurements. On a CUDA machine, `bash scripts/gpu-check.sh` measures them.")
     return "\n".join(lines) + "\n"
 
 
