@@ -145,7 +145,6 @@ def _short(exc: BaseException) -> str:
 def _load_api_client(context: str | None, retries=None):
     """An ApiClient for ``context`` (or the current one), with ``retries`` set before its pool is built."""
     from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
 
     cfg = client.Configuration()
     path = kubeconfig_path()

@@ -17,7 +17,6 @@ Doc references (each case cites one):
 """
 from __future__ import annotations
 
-import copy
 from fractions import Fraction
 
 import pytest
