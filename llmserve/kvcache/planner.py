@@ -461,20 +461,13 @@ def plan_inputs_from_log(parsed: dict) -> dict:
     to avoid counting graphs twice. The log rounds to 0.01 GiB, so a plan made
     from it agrees with the logged cache size to about that precision.
     """
-    kwargs: dict = {}
-    if "weights_gib" in parsed:
-        kwargs["weights_gib"] = parsed["weights_gib"]
-    if "non_torch_gib" in parsed:
-        kwargs["non_torch_gib"] = parsed["non_torch_gib"]
+    # log field -> plan() argument
+    names = {"weights_gib": "weights_gib", "non_torch_gib": "non_torch_gib",
+             "activation_peak_gib": "activation_peak_gib", "gpu_total_gib": "gpu_memory_gib",
+             "gpu_memory_utilization": "gpu_memory_utilization", "max_model_len": "max_model_len"}
+    kwargs: dict = {arg: parsed[field] for field, arg in names.items() if field in parsed}
     if "activation_peak_gib" in parsed:
-        kwargs["activation_peak_gib"] = parsed["activation_peak_gib"]
         kwargs["cuda_graph_gib"] = 0.0
-    if "gpu_total_gib" in parsed:
-        kwargs["gpu_memory_gib"] = parsed["gpu_total_gib"]
-    if "gpu_memory_utilization" in parsed:
-        kwargs["gpu_memory_utilization"] = parsed["gpu_memory_utilization"]
-    if "max_model_len" in parsed:
-        kwargs["max_model_len"] = parsed["max_model_len"]
     return kwargs
 
 
