@@ -2,7 +2,8 @@
 
 Used by ``notebooks/gpu-box-check.ipynb`` and ``book/workshop/gpu-box.md``::
 
-    from llmserve import boxcheck, mode
+    from llmserve import boxcheck
+    from llmserve.world import mode
     MODE = mode.detect()
     checks = boxcheck.run_all(MODE)
     print(boxcheck.format_report(checks))
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
-from llmserve.errors import CourseError
+from llmserve.core.errors import CourseError
 from llmserve.workloads import arg_value, vllm_container
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -394,7 +395,7 @@ def _guard(name: str, kind: str, fn: Callable[[], Check]) -> Check:
 
 def local_checks(device: str, device_reason: str, models_dir: Path | None = None,
                  nvidia: tuple[list[dict] | None, str | None] | None = None) -> list[Check]:
-    from llmserve import manifests
+    from llmserve.world import manifests
     on_box = on_the_box()
     dep = manifests.load_one(DEPLOYMENT_FILE)
     checks = [
@@ -419,7 +420,7 @@ def local_checks(device: str, device_reason: str, models_dir: Path | None = None
 
 
 def cluster_checks(cluster) -> list[Check]:
-    """The live checks, reading the cluster through an ``llmserve.cluster.Cluster``."""
+    """The live checks, reading the cluster through an ``llmserve.world.cluster.Cluster``."""
     out = [Check("cluster reachable", PASS, f"API server {cluster.host} (context {cluster.context})", kind="cluster")]
     nodes: list[dict] = []
 
@@ -443,7 +444,7 @@ def run_all(mode, cluster_factory: Callable | None = None, models_dir: Path | No
         return checks + [skipped_offline(n, mode.cluster_reason) for n in CLUSTER_CHECKS]
     try:
         if cluster_factory is None:
-            from llmserve.cluster import Cluster
+            from llmserve.world.cluster import Cluster
             cluster_factory = lambda: Cluster(mode.context)  # noqa: E731
         cluster = cluster_factory()
     except CourseError as err:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from llmserve.errors import InputError
+from llmserve.core.errors import InputError
 
 #: The cluster's DNS domain; clusters can change it, almost none do.
 CLUSTER_DOMAIN = "cluster.local"
@@ -130,7 +130,7 @@ def pod_shape(obj: dict) -> PodShape:
     """The Pod side of a Deployment, a Pod, or a bare Pod template."""
     if not isinstance(obj, dict):
         raise InputError(f"Expected a Deployment, Pod or Pod template as a dict, got {type(obj).__name__}.",
-                         "Load it with llmserve.manifests.load_one('base/vllm-deployment.yaml').")
+                         "Load it with llmserve.world.manifests.load_one('base/vllm-deployment.yaml').")
     kind = obj.get("kind")
     meta = obj.get("metadata") or {}
     if kind == "Pod":
@@ -473,7 +473,7 @@ def selector_report(service: dict, pod_template_or_deployment: dict) -> Report:
     if not isinstance(service, dict) or service.get("kind") != "Service":
         got = _describe(service) if isinstance(service, dict) else type(service).__name__
         raise InputError(f"Expected a Service, got {got}.",
-                         "Load it with llmserve.manifests.load_one('base/vllm-service.yaml').")
+                         "Load it with llmserve.world.manifests.load_one('base/vllm-service.yaml').")
     pods = pod_shape(pod_template_or_deployment)
     findings = (_namespace_findings(service, pods)
                 + _service_selector_findings(service, pods)

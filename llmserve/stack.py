@@ -22,7 +22,7 @@ module, kept apart:
 
 Everything about vLLM itself (the local engine, the OpenAI client, ``/metrics``,
 the load test) lives in :mod:`llmserve.serving`; everything about Kubernetes
-objects in :mod:`llmserve.cluster`. This module only strings them together.
+objects in :mod:`llmserve.world.cluster`. This module only strings them together.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from llmserve.errors import ClusterError, ManifestError, require
+from llmserve.core.errors import ClusterError, ManifestError, require
 
 NAMESPACE = "ai-platform"
 DEPLOYMENT = "vllm-qwen25-coder-7b"
@@ -349,7 +349,7 @@ class Applied:
 
 
 def _live_secret(cluster) -> dict | None:
-    from llmserve.cluster import ObjectRef
+    from llmserve.world.cluster import ObjectRef
     return cluster.get(ObjectRef("v1", "Secret", SECRET, NAMESPACE))
 
 
@@ -381,13 +381,13 @@ def apply_stack(cluster, objects: Iterable[dict], api_key: str | None = None,
 
 
 def _deployment_ref():
-    from llmserve.cluster import ObjectRef
+    from llmserve.world.cluster import ObjectRef
     return ObjectRef("apps/v1", "Deployment", DEPLOYMENT, NAMESPACE)
 
 
 def _diagnose(cluster, pods: list[dict]):
     """The Deployment chapter's diagnosis of the first not-ready Pod (None if all are ready or none exist)."""
-    from llmserve.cluster import ObjectRef
+    from llmserve.world.cluster import ObjectRef
     from llmserve.workloads import diagnose_pod
     for pod in pods:
         ref = ObjectRef("v1", "Pod", pod["metadata"]["name"], NAMESPACE)
@@ -472,10 +472,10 @@ def read_api_key(cluster=None) -> str:
 def open_endpoint(cluster, local_port: int = 0):
     """A port-forward to a Ready Pod of the vLLM Service: a context manager yielding the local base URL.
 
-    Thin wrapper over the Service chapter's :func:`llmserve.portforward.forward`
+    Thin wrapper over the Service chapter's :func:`llmserve.world.portforward.forward`
     (``http://127.0.0.1:<port>``; append ``/v1`` for the OpenAI client).
     """
-    from llmserve import portforward
+    from llmserve.world import portforward
     return portforward.forward(cluster, f"service/{SERVICE}", remote_port="http", namespace=NAMESPACE,
                                local_port=local_port)
 
@@ -498,7 +498,7 @@ def cleanup(cluster, objects: Iterable[dict] | None = None, dry_run: bool = Fals
     earlier one applied. The hostPath directory is never touched: Kubernetes
     does not delete hostPath data, and the PV is kept.
     """
-    from llmserve.cluster import ObjectRef
+    from llmserve.world.cluster import ObjectRef
     if objects is not None:
         for obj in apply_order(objects):
             ref = ObjectRef.of(obj)
@@ -508,16 +508,16 @@ def cleanup(cluster, objects: Iterable[dict] | None = None, dry_run: bool = Fals
 
 
 def choose_target(mode) -> tuple[str, str]:
-    """``(target, reason)``: "cluster", "local" or "none" (see :func:`llmserve.mode.detect_server`)."""
-    from llmserve.mode import detect_server
+    """``(target, reason)``: "cluster", "local" or "none" (see :func:`llmserve.world.mode.detect_server`)."""
+    from llmserve.world.mode import detect_server
     return detect_server(mode)
 
 
 def cluster_for(mode):
-    """A :class:`~llmserve.cluster.Cluster` when the mode is live, else None."""
+    """A :class:`~llmserve.world.cluster.Cluster` when the mode is live, else None."""
     if not mode.live:
         return None
-    from llmserve.cluster import Cluster
+    from llmserve.world.cluster import Cluster
     return Cluster(mode.context)
 
 
@@ -929,7 +929,7 @@ def _record_metrics(url: str, interval_s: float, t0: float) -> None:
     import signal
     import sys
     import time
-    from llmserve.errors import CourseError
+    from llmserve.core.errors import CourseError
     from llmserve.serving.metrics import fetch_metrics
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     while True:

@@ -4,7 +4,7 @@ Used by the storage chapter (``book/storage.md``, ``notebooks/storage-lab.ipynb`
 and its panels (:mod:`llmserve.panels.storage`). Layer 1: pure logic on plain
 dicts (the shape ``yaml.safe_load`` and the kubernetes client's ``to_dict()``
 give). The ``check_*`` functions also accept a path or YAML text for
-convenience; they parse it through :mod:`llmserve.manifests`.
+convenience; they parse it through :mod:`llmserve.world.manifests`.
 
 The rules follow the Kubernetes PV controller, not a simplified picture:
 
@@ -38,7 +38,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
-from llmserve.errors import ClusterError, InputError, ManifestError
+from llmserve.core.errors import ClusterError, InputError, ManifestError
 
 #: Every access mode the API accepts (persistent-volumes/#access-modes).
 ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
@@ -515,7 +515,7 @@ class Report:
 
 def _coerce(src, kind: str) -> dict:
     """A dict, a path (under manifests/ or absolute) or YAML text → one object of ``kind``."""
-    from llmserve import manifests  # layer 2, used only to parse what the learner passed
+    from llmserve.world import manifests  # layer 2, used only to parse what the learner passed
 
     if isinstance(src, dict):
         obj = src
@@ -547,13 +547,13 @@ def _pick(objs: list[dict], kind: str, source: str) -> dict:
 
 def course_volume() -> dict:
     """The course's PersistentVolume, from manifests/base/model-pv.yaml."""
-    from llmserve import manifests
+    from llmserve.world import manifests
     return manifests.load_one(COURSE_PV)
 
 
 def course_claim() -> dict:
     """The course's PersistentVolumeClaim, from manifests/base/model-pvc.yaml."""
-    from llmserve import manifests
+    from llmserve.world import manifests
     return manifests.load_one(COURSE_PVC)
 
 
@@ -697,7 +697,7 @@ def _pod_spec(obj: dict) -> dict:
 
 def check_mount(src, claim_name: str = COURSE_CLAIM_NAME, mount_path: str = "/models") -> Report:
     """Check that the Pod mounts the weights claim read-only where ``--model`` looks for them."""
-    from llmserve import manifests
+    from llmserve.world import manifests
     if isinstance(src, dict):
         obj = src
     elif isinstance(src, (str, Path)) and (isinstance(src, Path) or str(src).strip().endswith((".yaml", ".yml"))):

@@ -15,7 +15,7 @@ Used by the Deployment chapter (``book/deployment.md``), its lab
 * :func:`startup_timings` — the load and engine-start times a vLLM log reports,
   so the estimate above can be replaced by a measurement.
 
-Every function checks its input and raises :class:`~llmserve.errors.InputError`
+Every function checks its input and raises :class:`~llmserve.core.errors.InputError`
 with the fix, so a panel can show the message instead of a traceback.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from llmserve.errors import InputError, require
+from llmserve.core.errors import InputError, require
 
 GIB = 1024 ** 3
 MB = 1000 ** 2
@@ -90,7 +90,7 @@ def parse_quantity(text) -> float:
 
 def vllm_container(deployment: dict, name: str = "vllm") -> dict:
     """The container called ``name`` in a Deployment (or Pod) dict."""
-    require(isinstance(deployment, dict), "Expected a Deployment as a dict.", "Load it with llmserve.manifests.load_one().")
+    require(isinstance(deployment, dict), "Expected a Deployment as a dict.", "Load it with llmserve.world.manifests.load_one().")
     spec = deployment.get("spec") or {}
     pod_spec = (spec.get("template") or {}).get("spec") or spec
     containers = pod_spec.get("containers") or []

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from llmserve import mode
+from llmserve.world import mode
 from llmserve.kvcache import formula, measure, paging, report
 
 HEADING = "## KV cache measurements"

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 out=${1:-.}
-# Offline by default unless a cluster is reachable (llmserve.mode decides per notebook).
+# Offline by default unless a cluster is reachable (llmserve.world.mode decides per notebook).
 start=$(date +%s)
 .venv/bin/jupyter-book build . --path-output "$out" -W -n --keep-going
 echo "book built in $(( $(date +%s) - start )) s: open $out/_build/html/index.html"

@@ -1,35 +1,12 @@
-"""Shared fixtures: the built book (built once per session), markers' skip rules."""
+"""Fixtures (the built book, built once per session) and the markers' skip rules."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-
-# The suite always runs offline: CI has no cluster, and a developer's kubeconfig
-# must not make a test act on a real cluster.
-OFFLINE_ENV = {"COURSE_MODE": "offline", "KUBECONFIG": str(REPO / ".no-kubeconfig-in-tests")}
-
-
-def offline_env() -> dict:
-    env = dict(os.environ)
-    env.update(OFFLINE_ENV)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def build_book(source: Path, out: Path) -> subprocess.CompletedProcess:
-    """The README's strict build (same flags as scripts/build-book.sh), offline."""
-    cmd = [str(VENV_BIN / "jupyter-book"), "build", str(source), "--path-output", str(out),
-           "-W", "-n", "--keep-going"]
-    return subprocess.run(cmd, capture_output=True, text=True, env=offline_env(), timeout=1800)
-
+from tests.support import REPO, build_book
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory) -> Path:
@@ -47,7 +24,7 @@ def built_book(tmp_path_factory) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    from llmserve import mode
+    from llmserve.world import mode
 
     device, device_reason = mode.detect_device()
     has_vllm = mode.vllm_python().exists()
@@ -59,7 +36,3 @@ def pytest_collection_modifyitems(config, items):
         if "vllm" in item.keywords and not has_vllm and not os.environ.get("CI"):
             # CI installs .venv-vllm (scripts/setup.sh): there a missing engine fails the test instead.
             item.add_marker(pytest.mark.skip(reason=f"no CPU vLLM at {mode.vllm_python()}: run scripts/setup.sh"))
-
-
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import REPO, build_book
+from tests.support import REPO, build_book
 
 pytestmark = pytest.mark.slow
 

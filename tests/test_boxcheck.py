@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from llmserve import boxcheck as bc
-from llmserve import manifests
+from llmserve.world import manifests
 from llmserve import troubleshooting
-from llmserve.mode import Mode
+from llmserve.world.mode import Mode
 
 OFFLINE = Mode("offline", "COURSE_MODE=offline is set", "cpu", "torch sees no CUDA GPU")
 OTHER_UID = 54321  # a uid that owns none of the test files: only the "other" permission bits apply

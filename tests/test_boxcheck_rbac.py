@@ -9,11 +9,11 @@ are ``get`` on ``pods/log``; port-forwarding is ``create`` on
 """
 from __future__ import annotations
 
-from llmserve import manifests
+from llmserve.world import manifests
 
 FILE = "examples/workshop/participant-rbac.yaml"
 
-# (apiGroup, resource) -> verbs the labs need, from llmserve.cluster / llmserve.portforward:
+# (apiGroup, resource) -> verbs the labs need, from llmserve.world.cluster / llmserve.world.portforward:
 NEEDED = {
     ("apps", "deployments"): {"get", "list", "create", "patch", "delete"},      # apply, read, cleanup
     ("", "services"): {"get", "list", "create", "patch", "delete"},

@@ -9,7 +9,7 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from conftest import chromium_path
+from tests.support import chromium_path
 
 pytestmark = pytest.mark.slow
 

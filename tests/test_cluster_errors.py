@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llmserve import cluster as cl
-from llmserve import manifests, mode
-from llmserve.errors import ClusterError
+from llmserve.world import cluster as cl
+from llmserve.world import manifests, mode
+from llmserve.core.errors import ClusterError
 
 DEPLOYMENT = manifests.load_one("base/vllm-deployment.yaml")
 SERVICE = manifests.load_one("base/vllm-service.yaml")
@@ -252,4 +252,4 @@ def test_pods_and_logs_through_the_fake_server(tmp_path, monkeypatch):
         assert pods[0]["status"]["containerStatuses"][0]["restartCount"] == 0  # camelCase, as the API
         assert c.logs(pods[0], tail=2) == "line 1\nline 2\n"
         assert c.diagnose(DEPLOYMENT).ready
-    assert cl.pod_summary(pod) == "vllm-qwen25-coder-7b-abc Running, ready"
+    assert pod_summary(pod) == "vllm-qwen25-coder-7b-abc Running, ready"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve import manifests
-from llmserve.cluster import Cluster, is_ready, pod_summary
-from llmserve.errors import ClusterError
+from llmserve.world import manifests
+from llmserve.core.objects import is_ready, pod_summary
+from llmserve.world.cluster import Cluster
+from llmserve.core.errors import ClusterError
 
 DEPLOYMENT = manifests.load_one("base/vllm-deployment.yaml")
 
@@ -48,7 +49,7 @@ class Scripted(Cluster):
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr("llmserve.cluster.time.sleep", lambda s: None)
+    monkeypatch.setattr("llmserve.world.cluster.time.sleep", lambda s: None)
 
 
 def test_follow_rollout_until_ready_reports_each_step():
@@ -61,7 +62,7 @@ def test_follow_rollout_until_ready_reports_each_step():
 
 def test_follow_rollout_gives_up_on_a_stuck_pod(monkeypatch):
     clock = iter(range(0, 10_000, 30))
-    monkeypatch.setattr("llmserve.cluster.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.world.cluster.time.monotonic", lambda: next(clock))
     frames = [[pod("new", "Pending", waiting="ImagePullBackOff")]]
     result = Scripted(frames).follow_rollout(DEPLOYMENT, give_up_after_s=60)
     assert result.state == "stuck" and "pull" in result.reason
@@ -79,7 +80,7 @@ def test_watch_pods_records_recreate_order():
 
 def test_watch_pods_times_out_with_the_last_state(monkeypatch):
     clock = iter(range(0, 10_000, 100))
-    monkeypatch.setattr("llmserve.cluster.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.world.cluster.time.monotonic", lambda: next(clock))
     with pytest.raises(ClusterError) as err:
         Scripted([[pod("new")]]).watch_pods(DEPLOYMENT, until=lambda pods: False, timeout_s=300)
     assert "new Running, not ready" in err.value.what and "diagnose" in err.value.fix

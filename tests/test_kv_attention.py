@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmserve.errors import CourseError, InputError
+from llmserve.core.errors import CourseError, InputError
 from llmserve.kvcache import formula
 from llmserve.kvcache.attention import KVCache, TinyDecoder, attend, fp8_supported, tiny_shape
 

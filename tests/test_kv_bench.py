@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from conftest import REPO
+from tests.support import REPO
 
 spec = importlib.util.spec_from_file_location("bench_kvcache", REPO / "scripts" / "bench_kvcache.py")
 bench = importlib.util.module_from_spec(spec)

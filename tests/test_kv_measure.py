@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmserve.errors import CourseError
+from llmserve.core.errors import CourseError
 from llmserve.kvcache import formula, measure
 from llmserve.kvcache.attention import TinyDecoder, tiny_shape
 

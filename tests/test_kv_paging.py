@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve.errors import CourseError, InputError
+from llmserve.core.errors import CourseError, InputError
 from llmserve.kvcache import formula, paging
 
 

@@ -11,7 +11,7 @@ import re
 import pytest
 from matplotlib.figure import Figure
 
-from llmserve.errors import CourseError
+from llmserve.core.errors import CourseError
 from llmserve.kvcache import measure, paging
 from llmserve.panels import kvcache as panels
 from llmserve.plots import kvcache as plots

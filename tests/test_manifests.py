@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
-from llmserve import manifests
-from llmserve.errors import ManifestError
+from tests.support import REPO
+from llmserve.world import manifests
+from llmserve.core.errors import ManifestError
 
 ROOT = REPO / "manifests"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve import mode
-from llmserve.errors import ClusterError
+from llmserve.world import mode
+from llmserve.core.errors import ClusterError
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 import nbformat
 import pytest
 
-from conftest import REPO
-from notebook_runner import NotebookFailed, run_notebook
+from tests.support import REPO
+from tests.support import NotebookFailed, run_notebook
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 

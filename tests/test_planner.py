@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve.errors import InputError
+from llmserve.core.errors import InputError
 from llmserve.kvcache.formula import LLAMA2_7B, QWEN25_CODER_7B, ModelShape
 from llmserve.kvcache.planner import (GiB, WEIGHT_ESTIMATES_GIB, bytes_per_block, cpu_kv_cache_bytes,
                                       format_gib, parse_startup_log, plan, plan_from_kv_bytes,

@@ -1,4 +1,4 @@
-"""Tests of llmserve.portforward that need no cluster: endpoint choice, the byte pump, HTTP errors.
+"""Tests of llmserve.world.portforward that need no cluster: endpoint choice, the byte pump, HTTP errors.
 
 A small local HTTP server stands in for vLLM, behaving as vLLM's
 AuthenticationMiddleware does (vllm/entrypoints/serve/middleware/authenticate.py,
@@ -23,8 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llmserve import portforward as pf
-from llmserve.errors import ClusterError, InputError, ServerError
+from llmserve.world import portforward as pf
+from llmserve.core.errors import ClusterError, InputError, ServerError
 
 KEY = "test-key"
 
@@ -348,7 +348,7 @@ def test_forward_to_a_pod_needs_a_port_number():
 @pytest.mark.skipif(os.environ.get("COURSE_MODE") != "live",
                     reason="needs the course's cluster with vLLM running: set COURSE_MODE=live")
 def test_real_port_forward_to_vllm():
-    from llmserve.cluster import Cluster
+    from llmserve.world.cluster import Cluster
     with pf.forward(Cluster()) as url:
         assert pf.http_get(url, "/health", timeout=10).status == 200
         models = pf.http_get(url, "/v1/models", timeout=10, api_key=pf.api_key_from_env())
@@ -488,7 +488,7 @@ def test_wait_for_ready_endpoint_times_out_with_the_diagnosis():
 
 
 def test_forward_accepts_an_object_ref(fake_vllm):
-    from llmserve.cluster import ObjectRef
+    from llmserve.world.cluster import ObjectRef
     cluster = _FakeCluster([_slice(_ep("vllm-abc", "10.0.0.9", ready=True))])
     ref = ObjectRef("v1", "Service", "vllm-qwen25-coder-7b", "ai-platform")
     with pf.forward(cluster, ref, opener=lambda *a: _tcp_opener(fake_vllm)) as url:

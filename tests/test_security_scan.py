@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from llmserve import manifests
+from llmserve.world import manifests
 
 ROOT = Path(__file__).resolve().parent.parent
 SCAN_PY = ROOT / ".venv-scan" / "bin" / "python"

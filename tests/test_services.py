@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from llmserve import manifests, mode, services
-from llmserve.errors import InputError
+from llmserve import services
+from llmserve.world import manifests, mode
+from llmserve.core.errors import InputError
 
 EXAMPLES = sorted(Path(manifests.MANIFESTS_DIR, "examples", "service").glob("*.yaml"))
 

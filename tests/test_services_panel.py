@@ -1,7 +1,7 @@
 """The Service chapter's selector-checker panel: renders at creation, reacts, never shows a traceback."""
 from __future__ import annotations
 
-from llmserve import manifests
+from llmserve.world import manifests
 
 from llmserve.panels import service as panel
 

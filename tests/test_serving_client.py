@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from llmserve.errors import InputError, ServerError
+from llmserve.core.errors import InputError, ServerError
 from llmserve.kvcache.planner import plan_from_kv_bytes
 from llmserve.serving.client import chat, health, list_models, stream_chat
 from llmserve.serving.local_vllm import LocalVLLM, free_port, port_is_free

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve.errors import InputError, ServerError
+from llmserve.core.errors import InputError, ServerError
 from llmserve.serving.client import chat, root_url
 from llmserve.serving.loadtest import _percentile, run_load_test, summary_table
 from llmserve.serving.local_vllm import LocalVLLM, free_port, port_is_free

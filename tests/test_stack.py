@@ -9,9 +9,10 @@ import base64
 
 import pytest
 
-from llmserve import manifests, stack
-from llmserve.cluster import Cluster, ObjectRef
-from llmserve.errors import ClusterError, InputError, ManifestError
+from llmserve import stack
+from llmserve.world import manifests
+from llmserve.world.cluster import Cluster, ObjectRef
+from llmserve.core.errors import ClusterError, InputError, ManifestError
 
 
 def kinds(objs):
@@ -165,7 +166,7 @@ def test_stuck_rollout_is_named():
 # ------------------------------------------------------------------ outside world, with stand-ins
 
 class RecordingCluster:
-    """Stands in for llmserve.cluster.Cluster: records applies, serves a Secret."""
+    """Stands in for llmserve.world.cluster.Cluster: records applies, serves a Secret."""
 
     def __init__(self, live_secret=None):
         self.applied_objs = []

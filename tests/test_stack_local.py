@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from llmserve import stack
-from llmserve.errors import ServerError
+from llmserve.core.errors import ServerError
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]
 

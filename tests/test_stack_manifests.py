@@ -10,8 +10,9 @@ import re
 
 import pytest
 
-from conftest import REPO
-from llmserve import manifests, stack
+from tests.support import REPO
+from llmserve import stack
+from llmserve.world import manifests
 
 STACKS = ["base"] + sorted(f"overlays/{p.name}" for p in (REPO / "manifests" / "overlays").iterdir()
                            if (p / "kustomization.yaml").is_file())

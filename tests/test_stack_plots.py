@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 
 import pytest
 
-from llmserve.errors import InputError
+from llmserve.core.errors import InputError
 from llmserve.plots import stack as plots
 
 # Constructed, not measured: shapes only.

@@ -21,8 +21,9 @@ from fractions import Fraction
 
 import pytest
 
-from llmserve import manifests, storage
-from llmserve.errors import ClusterError, CourseError, InputError, ManifestError
+from llmserve import storage
+from llmserve.world import manifests
+from llmserve.core.errors import ClusterError, CourseError, InputError, ManifestError
 
 GI = 2**30
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from llmserve.errors import ManifestError
+from llmserve.core.errors import ManifestError
 from llmserve.plots import system
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -190,7 +190,7 @@ def test_every_boxed_label_fits_its_box_in_a_real_browser():
     estimate (``text_width``) must also be an upper bound for those labels, or it could
     let a too-long name through.
     """
-    from conftest import chromium_path
+    from tests.support import chromium_path
     exe = chromium_path()
     if exe is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it)")

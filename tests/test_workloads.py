@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmserve import manifests, workloads as w
-from llmserve.errors import InputError
+from llmserve import workloads as w
+from llmserve.world import manifests
+from llmserve.core.errors import InputError
 
 DEPLOYMENT = manifests.load_one("base/vllm-deployment.yaml")
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmserve.errors import require
+from llmserve.core.errors import require
 from llmserve.kvcache.formula import ModelShape
 
 #: Course dtype names → torch dtypes. fp8 is e4m3 (vLLM's ``--kv-cache-dtype fp8``

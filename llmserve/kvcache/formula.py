@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmserve.errors import require
+from llmserve.core.errors import require
 
 #: Bytes per stored value for the KV-cache dtypes vLLM offers.
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2,

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from llmserve.errors import InputError, require
+from llmserve.core.errors import InputError, require
 from llmserve.kvcache import formula
 from llmserve.kvcache.attention import (KVCache, TinyDecoder, attend, fp8_supported, tensor_bytes,
                                         tiny_shape, torch_dtype)

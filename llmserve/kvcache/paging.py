@@ -28,7 +28,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from llmserve.errors import require
+from llmserve.core.errors import require
 from llmserve.kvcache import formula
 from llmserve.kvcache.formula import BLOCK_SIZE, ModelShape
 

@@ -46,7 +46,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from llmserve.errors import InputError, require
+from llmserve.core.errors import InputError, require
 from llmserve.kvcache.formula import (LLAMA2_7B, QWEN25_CODER_7B, ModelShape, dtype_bytes,
                                       kv_bytes_per_token)
 

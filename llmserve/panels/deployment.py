@@ -5,12 +5,12 @@
 * :func:`memory_panel`: would the container be OOM-killed?
   (:func:`llmserve.workloads.memory_budget`)
 * :func:`rollout_progress`: a one-line live display for
-  :meth:`llmserve.cluster.Cluster.follow_rollout`.
+  :meth:`llmserve.world.cluster.Cluster.follow_rollout`.
 
 Both calculators start from the values in ``manifests/base/vllm-deployment.yaml``
 and render their result at creation (the static HTML book shows it). The
 inputs are text boxes, so a learner can type anything: a value that is not a
-valid number shows the :class:`~llmserve.errors.CourseError` message in the
+valid number shows the :class:`~llmserve.core.errors.CourseError` message in the
 panel, never a traceback. The ``*_html`` functions hold everything but the
 widgets, so the tests call them directly.
 """
@@ -20,8 +20,9 @@ import html
 
 import ipywidgets as w
 
-from llmserve import manifests, workloads
-from llmserve.errors import CourseError
+from llmserve import workloads
+from llmserve.world import manifests
+from llmserve.core.errors import CourseError
 
 _STYLE = {"description_width": "230px"}
 _LAYOUT = w.Layout(width="380px")

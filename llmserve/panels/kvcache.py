@@ -6,7 +6,7 @@
   mix of request lengths (:mod:`llmserve.kvcache.paging`).
 
 Each panel renders its result when it is created (so the static HTML book
-shows it) and re-renders on every change. A :class:`~llmserve.errors.CourseError`
+shows it) and re-renders on every change. A :class:`~llmserve.core.errors.CourseError`
 raised by the logic below is shown as its message in the panel, never as a
 traceback. The ``*_html`` functions hold everything but the widgets, so the
 tests call them directly.
@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import ipywidgets as w
 
-from llmserve.errors import CourseError, require
+from llmserve.core.errors import CourseError, require
 from llmserve.kvcache import formula, paging, planner
 from llmserve.kvcache.formula import ModelShape
 

@@ -14,8 +14,9 @@ import html
 
 import ipywidgets as W
 
-from llmserve import manifests, services
-from llmserve.errors import CourseError
+from llmserve import services
+from llmserve.world import manifests
+from llmserve.core.errors import CourseError
 
 _COLORS = {services.OK: "#1a7f37", services.WARNING: "#9a6700", services.ERROR: "#cf222e"}
 _MARKS = {services.OK: "✓", services.WARNING: "!", services.ERROR: "✗"}

@@ -2,7 +2,7 @@
 
 Used by ``notebooks/storage-lab.ipynb``. Each function returns an ipywidgets
 container that shows its result at creation (so the static HTML book shows
-the initial state) and shows any :class:`~llmserve.errors.CourseError` as a
+the initial state) and shows any :class:`~llmserve.core.errors.CourseError` as a
 message in the panel, never as a traceback.
 """
 from __future__ import annotations
@@ -12,8 +12,9 @@ import html
 
 import ipywidgets as W
 
-from llmserve import manifests, storage
-from llmserve.errors import CourseError
+from llmserve import storage
+from llmserve.world import manifests
+from llmserve.core.errors import CourseError
 
 UNSET = "(unset)"
 _CLASS_OPTIONS = [("(unset) — the default class is filled in", UNSET), ('"" — no class', ""),

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from llmserve.errors import InputError, require
+from llmserve.core.errors import InputError, require
 
 # Colours that stay apart for the common colour-vision deficiencies (Okabe–Ito).
 BLUE, ORANGE, GREEN, VERMILION, GREY = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#6b7280"

@@ -15,7 +15,7 @@ Timings of a stream (``stream_chat``):
 The output-token count is the one the server REPORTS in its usage block
 (``stream_options={"include_usage": True}``), not the number of chunks: one
 chunk can carry several tokens, or none (a token that is half of a UTF-8
-character). Every failure becomes a :class:`~llmserve.errors.ServerError`
+character). Every failure becomes a :class:`~llmserve.core.errors.ServerError`
 naming the fix (server down, wrong model name, wrong API key, timeout).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llmserve.errors import InputError, ServerError
+from llmserve.core.errors import InputError, ServerError
 
 #: The key the openai client sends when none is given (vLLM without --api-key ignores it).
 NO_KEY = "EMPTY"

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
-from llmserve.errors import CourseError, InputError, require
+from llmserve.core.errors import CourseError, InputError, require
 from llmserve.serving.client import root_url, stream_chat
 from llmserve.serving.metrics import fetch_metrics
 

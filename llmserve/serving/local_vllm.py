@@ -31,8 +31,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
-from llmserve import mode
-from llmserve.errors import ServerError, require
+from llmserve.world import mode
+from llmserve.core.errors import ServerError, require
 from llmserve.kvcache.planner import parse_startup_log
 from llmserve.serving.tinymodel import TINY, TinyShape, default_cache_root, ensure_tiny_model
 

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
-from llmserve.errors import InputError, ServerError
+from llmserve.core.errors import InputError, ServerError
 
 #: Canonical field → names to look for, newest first.
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -163,8 +163,8 @@ def ensure_tiny_model(shape: TinyShape = TINY, cache_root: str | Path | None = N
         # A folder left incomplete by an older recipe: a build renames into place only when empty.
         import shutil
         shutil.rmtree(out, ignore_errors=True)
-    from llmserve import mode
-    from llmserve.errors import ServerError
+    from llmserve.world import mode
+    from llmserve.core.errors import ServerError
     py = Path(python) if python else mode.vllm_python()
     if not py.exists():
         raise ServerError(f"No local vLLM environment at {py}, so the tiny model cannot be made.",

@@ -2,7 +2,7 @@
 
 Used at the top of every notebook::
 
-    from llmserve import mode
+    from llmserve.world import mode
     MODE = mode.detect()
     MODE.banner()        # prints "Mode: offline — no kubeconfig at ~/.kube/config …"
 
@@ -17,17 +17,16 @@ Everything else asks the :class:`Mode` object; no other module probes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from llmserve.errors import ClusterError
+from llmserve.core.errors import ClusterError
+from llmserve.core.paths import REPO_ROOT
+from llmserve.world import cluster  # imports the kubernetes client only when it connects
 
 PROBE_TIMEOUT_S = 3.0
 T = TypeVar("T")
-
-#: Where scripts/setup.sh puts the CPU build of vLLM (override: COURSE_VLLM_PYTHON).
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,6 @@ class Mode:
     device: str           # "cuda" or "cpu"
     device_reason: str
     context: str | None = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -70,14 +68,6 @@ class Mode:
         print(self.describe())
 
 
-def kubeconfig_path() -> Path:
-    """The kubeconfig the kubernetes client would read (first entry of $KUBECONFIG)."""
-    env = os.environ.get("KUBECONFIG", "")
-    if env:
-        return Path(env.split(os.pathsep)[0]).expanduser()
-    return Path("~/.kube/config").expanduser()
-
-
 def detect_cluster() -> tuple[str, str, str | None]:
     """Return ``(mode, reason, context)`` for the cluster side."""
     forced = os.environ.get("COURSE_MODE", "").strip().lower()
@@ -87,15 +77,13 @@ def detect_cluster() -> tuple[str, str, str | None]:
         raise ClusterError(f"COURSE_MODE={forced!r} is not a mode this course knows.",
                            "Set COURSE_MODE to 'live', 'offline' or leave it unset.")
     in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    path = kubeconfig_path()
+    path = cluster.kubeconfig_path()
     if not path.exists() and not in_cluster:
         reason = f"no kubeconfig at {path} (and not running inside a Pod)"
         if forced == "live":
             raise ClusterError(f"COURSE_MODE=live but {reason}.",
                                "Point KUBECONFIG at your cluster's kubeconfig, or unset COURSE_MODE.")
         return "offline", reason, None
-    # Imported here so that offline use never pays for the client's import.
-    from llmserve import cluster
     try:
         info = cluster.probe(timeout_s=PROBE_TIMEOUT_S)
     except ClusterError as err:
@@ -126,7 +114,7 @@ def detect() -> Mode:
 
 
 def vllm_python() -> Path:
-    """The Python interpreter of the local CPU vLLM environment (may not exist)."""
+    """Where scripts/setup.sh puts the CPU build of vLLM (override: COURSE_VLLM_PYTHON): the interpreter of the local CPU vLLM environment (may not exist)."""
     return Path(os.environ.get("COURSE_VLLM_PYTHON", REPO_ROOT / ".venv-vllm" / "bin" / "python"))
 
 

@@ -3,7 +3,7 @@
 Used by every lab notebook in live mode (storage, Deployment, Service, the
 capstone). All calls go through :class:`Cluster`; every exception the
 kubernetes client or the network raises is turned into a
-:class:`~llmserve.errors.ClusterError` that names the fix.
+:class:`~llmserve.core.errors.ClusterError` that names the fix.
 
 The Deployment chapter's helpers: :meth:`Cluster.pods_of`,
 :meth:`Cluster.replicasets_of`, :meth:`Cluster.pod_events`, :meth:`Cluster.logs`,
@@ -34,12 +34,22 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from llmserve.errors import ClusterError
-from llmserve.mode import kubeconfig_path
+from pathlib import Path
+
+from llmserve.core.objects import pod_summary, selector_of
+from llmserve.core.errors import ClusterError
 
 FIELD_MANAGER = "llmserve-course"
 COURSE_LABEL = ("app.kubernetes.io/part-of", "vllm-course")
 DEFAULT_KEEP_KINDS = ("PersistentVolume", "Namespace")
+
+
+def kubeconfig_path() -> Path:
+    """The kubeconfig the kubernetes client would read (first entry of $KUBECONFIG)."""
+    env = os.environ.get("KUBECONFIG", "")
+    if env:
+        return Path(env.split(os.pathsep)[0]).expanduser()
+    return Path("~/.kube/config").expanduser()
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ def explain(exc: BaseException, action: str, host: str = "the API server") -> Cl
                                 "Another manager owns these fields; re-run, or inspect with `kubectl get -o yaml`.")
         if exc.status == 422:
             return ClusterError(f"The API server refused the object while trying to {action}: {reason}",
-                                "Fix the manifest field it names; validate offline with llmserve.manifests.validate().")
+                                "Fix the manifest field it names; validate offline with llmserve.world.manifests.validate().")
         return ClusterError(f"The API server answered {exc.status} while trying to {action}: {reason}",
                             "Read the message above; `kubectl get events -n ai-platform` may say more.")
     # urllib3 wraps the real cause in MaxRetryError once its retries are spent.
@@ -349,15 +359,6 @@ class Cluster:
         """A typed client object as the API's own JSON shape (camelCase keys)."""
         return self.api_client.sanitize_for_serialization(obj)
 
-    @staticmethod
-    def selector_of(deployment: dict) -> str:
-        """The Deployment's matchLabels as a label selector string (``k=v,k2=v2``)."""
-        labels = (((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
-        if not labels:
-            raise ClusterError(f"Deployment {deployment.get('metadata', {}).get('name')} has no selector.matchLabels.",
-                               "Give spec.selector.matchLabels the same labels as the Pod template.")
-        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
     def pods(self, namespace: str, label_selector: str | None = None) -> list[dict]:
         """Pods in ``namespace`` (oldest first), as plain dicts shaped like the API's JSON."""
         result = self.call(f"list Pods in {namespace}", self.core.list_namespaced_pod, namespace,
@@ -368,14 +369,14 @@ class Cluster:
     def pods_of(self, deployment: dict) -> list[dict]:
         """The Pods a Deployment owns (through its ReplicaSets), oldest first."""
         ns = deployment["metadata"].get("namespace", "default")
-        return self.pods(ns, self.selector_of(deployment))
+        return self.pods(ns, selector_of(deployment))
 
     def replicasets_of(self, deployment: dict) -> list[dict]:
         """The Deployment's ReplicaSets (one per Pod-template revision), oldest first."""
         ns = deployment["metadata"].get("namespace", "default")
         name = deployment["metadata"]["name"]
         result = self.call(f"list ReplicaSets in {ns}", self.apps.list_namespaced_replica_set, ns,
-                           label_selector=self.selector_of(deployment))
+                           label_selector=selector_of(deployment))
         items = [self._plain(r) for r in result.items]
         mine = [r for r in items if any(o.get("kind") == "Deployment" and o.get("name") == name
                                         for o in r["metadata"].get("ownerReferences") or [])]
@@ -494,19 +495,3 @@ class Cluster:
                                    f"Last seen: {snapshot}",
                                    "Run the rollout diagnosis (Cluster.diagnose) to see why.")
             time.sleep(interval_s)
-
-
-def pod_summary(pod: dict) -> str:
-    """One Pod in a few words: name, phase, readiness, restarts, whether it is being deleted."""
-    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    restarts = sum(s.get("restartCount", 0) for s in status.get("containerStatuses") or [])
-    state = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "?")
-    return f"{meta.get('name', '?')} {state}, {'ready' if ready else 'not ready'}" + \
-        (f", {restarts} restarts" if restarts else "")
-
-
-def is_ready(pod: dict) -> bool:
-    status = pod.get("status") or {}
-    return (not (pod.get("metadata") or {}).get("deletionTimestamp")
-            and any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []))
