@@ -17,6 +17,8 @@ import pytest
 from llmserve.world import cluster as cl
 from llmserve.world import manifests, mode
 from llmserve.core.errors import ClusterError
+from llmserve.core.objects import pod_summary
+from llmserve.deployment import live
 
 DEPLOYMENT = manifests.load_one("base/vllm-deployment.yaml")
 SERVICE = manifests.load_one("base/vllm-service.yaml")
@@ -251,5 +253,5 @@ def test_pods_and_logs_through_the_fake_server(tmp_path, monkeypatch):
         assert [p["metadata"]["name"] for p in pods] == ["vllm-qwen25-coder-7b-abc"]
         assert pods[0]["status"]["containerStatuses"][0]["restartCount"] == 0  # camelCase, as the API
         assert c.logs(pods[0], tail=2) == "line 1\nline 2\n"
-        assert c.diagnose(DEPLOYMENT).ready
+        assert live.diagnose(c, DEPLOYMENT).ready
     assert pod_summary(pod) == "vllm-qwen25-coder-7b-abc Running, ready"

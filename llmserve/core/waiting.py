@@ -32,7 +32,7 @@ def wait_until(look: Callable[[], tuple[bool, S]], *, timeout_s: float, interval
                progress: Callable[[float, S], None] | None = None,
                give_up: Callable[[S], bool] | None = None, give_up_after_s: float = 0.0,
                on_timeout: Callable[[S, float], CourseError] | None = None,
-               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
                ) -> Waited[S]:
     """Poll ``look()`` until it reports done, the time is up, or the status has been hopeless too long.
 
@@ -41,6 +41,8 @@ def wait_until(look: Callable[[], tuple[bool, S]], *, timeout_s: float, interval
     """
     if timeout_s < 0 or interval_s <= 0:
         raise ValueError("timeout_s must be >= 0 and interval_s > 0")
+    clock = clock or time.monotonic   # looked up per call, so tests can patch time
+    sleep = sleep or time.sleep
     start = clock()
     bad_since: float | None = None
     looks = 0

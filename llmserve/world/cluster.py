@@ -5,13 +5,11 @@ capstone). All calls go through :class:`Cluster`; every exception the
 kubernetes client or the network raises is turned into a
 :class:`~llmserve.core.errors.ClusterError` that names the fix.
 
-The Deployment chapter's helpers: :meth:`Cluster.pods_of`,
-:meth:`Cluster.replicasets_of`, :meth:`Cluster.pod_events`, :meth:`Cluster.logs`,
-:meth:`Cluster.delete_pod`, :meth:`Cluster.diagnose` (the rollout diagnosis of
-:mod:`llmserve.workloads` over the live Pod, its events and last log lines),
-:meth:`Cluster.follow_rollout` and :meth:`Cluster.watch_pods`. Pods come back
-as plain dicts in the API's own JSON shape (camelCase keys), the same shape
-``kubectl get pod -o json`` prints and the diagnosis reads.
+Pods and their kin: :meth:`Cluster.pods_of`, :meth:`Cluster.replicasets_of`,
+:meth:`Cluster.pod_events`, :meth:`Cluster.logs`, :meth:`Cluster.delete_pod`.
+They come back as plain dicts in the API's own JSON shape (camelCase keys), the
+same shape ``kubectl get pod -o json`` prints; the Deployment chapter's rollout
+diagnosis (:mod:`llmserve.deployment.live`) reads them.
 
 Retries: the probe in :func:`probe` makes one attempt (an offline laptop learns
 in seconds); a :class:`Cluster` retries a refused connection twice and never
@@ -36,7 +34,7 @@ from typing import Callable, Iterable
 
 from pathlib import Path
 
-from llmserve.core.objects import pod_summary, selector_of
+from llmserve.core.objects import selector_of
 from llmserve.core.errors import ClusterError
 
 FIELD_MANAGER = "llmserve-course"
@@ -423,75 +421,3 @@ class Cluster:
         except Exception as exc:  # noqa: BLE001
             raise explain(exc, f"delete Pod {namespace}/{name}", self.host) from None
         return name
-
-    def diagnose(self, deployment: dict, tail: int = 5):
-        """Diagnose the Deployment's newest Pod now: a :class:`llmserve.workloads.Diagnosis`."""
-        from llmserve import workloads
-        pods = [p for p in self.pods_of(deployment) if not p["metadata"].get("deletionTimestamp")]
-        if not pods:
-            return workloads.diagnose_pod(None)
-        pod = pods[-1]
-        events = self.pod_events(pod)
-        statuses = (pod.get("status") or {}).get("containerStatuses") or []
-        restarted = any(s.get("restartCount", 0) > 0 for s in statuses)
-        log = self.logs(pod, tail=tail)
-        if not log.strip() and restarted:
-            log = self.logs(pod, tail=tail, previous=True)
-        try:
-            window = workloads.startup_window_s(workloads.Probe.of(deployment))
-        except Exception:  # noqa: BLE001 - no startupProbe: no window to report
-            window = None
-        return workloads.diagnose_pod(pod, events, log, startup_window=window)
-
-    def follow_rollout(self, deployment: dict, timeout_s: float = 900.0, interval_s: float = 5.0,
-                       progress: Callable[[float, object], None] | None = None, give_up_after_s: float = 120.0):
-        """Poll the Deployment's newest Pod until it is Ready; return the last Diagnosis.
-
-        ``progress(elapsed_s, diagnosis)`` is called after each look. It stops
-        early when the Pod has been "stuck" or "failing" for ``give_up_after_s``
-        (the diagnosis then says why and what to do); otherwise after
-        ``timeout_s``. Only cluster access failures raise (ClusterError).
-        """
-        start = time.monotonic()
-        bad_since = None
-        while True:
-            diagnosis = self.diagnose(deployment)
-            elapsed = time.monotonic() - start
-            if progress:
-                progress(elapsed, diagnosis)
-            if diagnosis.ready or elapsed >= timeout_s:
-                return diagnosis
-            if diagnosis.state in ("stuck", "failing"):
-                bad_since = elapsed if bad_since is None else bad_since
-                if elapsed - bad_since >= give_up_after_s:
-                    return diagnosis
-            else:
-                bad_since = None
-            time.sleep(interval_s)
-
-    def watch_pods(self, deployment: dict, until: Callable[[list[dict]], bool], timeout_s: float = 900.0,
-                   interval_s: float = 3.0, progress: Callable[[float, str], None] | None = None) -> list[str]:
-        """Record how the Deployment's Pods change until ``until(pods)`` holds.
-
-        Returns one line per change (``"  12 s  vllm-…-abcde Running, not ready"``)
-        — what `kubectl get pods -w` would have shown. Raises ClusterError on timeout.
-        """
-        start = time.monotonic()
-        timeline: list[str] = []
-        last = None
-        while True:
-            pods = self.pods_of(deployment)
-            elapsed = time.monotonic() - start
-            snapshot = "; ".join(pod_summary(p) for p in pods) or "no Pods"
-            if snapshot != last:
-                timeline.append(f"{elapsed:5.0f} s  {snapshot}")
-                last = snapshot
-                if progress:
-                    progress(elapsed, snapshot)
-            if until(pods):
-                return timeline
-            if elapsed >= timeout_s:
-                raise ClusterError(f"The Pods did not reach the expected state within {timeout_s:.0f} s. "
-                                   f"Last seen: {snapshot}",
-                                   "Run the rollout diagnosis (Cluster.diagnose) to see why.")
-            time.sleep(interval_s)

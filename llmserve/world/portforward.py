@@ -30,7 +30,6 @@ from __future__ import annotations
 import select
 import socket
 import threading
-import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -215,8 +214,8 @@ def service_slices(cluster, service: str | None = None, namespace: str | None = 
 def wait_for_ready_endpoint(cluster, service: str | None = None, namespace: str | None = None,
                             timeout_s: float = 600.0, interval_s: float = 5.0,
                             progress: Callable[[float, str], None] | None = None,
-                            clock: Callable[[], float] = time.monotonic,
-                            sleep: Callable[[float], None] = time.sleep) -> list[dict]:
+                            clock: Callable[[], float] | None = None,
+                            sleep: Callable[[float], None] | None = None) -> list[dict]:
     """Poll the Service's EndpointSlices until one endpoint is Ready; return the slices.
 
     ``progress(elapsed_s, status)`` is called after every poll (status: the

@@ -1,4 +1,4 @@
-"""Cluster.follow_rollout and Cluster.watch_pods over a scripted sequence of Pods.
+"""deployment.live.follow_rollout and watch_pods over a scripted sequence of Pods.
 
 No cluster: the three reads they make (pods_of, pod_events, logs) are replaced
 by a script of API-shaped Pods, as a real rollout under `strategy: Recreate`
@@ -11,6 +11,7 @@ import pytest
 
 from llmserve.world import manifests
 from llmserve.core.objects import is_ready, pod_summary
+from llmserve.deployment import live
 from llmserve.world.cluster import Cluster
 from llmserve.core.errors import ClusterError
 
@@ -49,22 +50,22 @@ class Scripted(Cluster):
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr("llmserve.world.cluster.time.sleep", lambda s: None)
+    monkeypatch.setattr("llmserve.core.waiting.time.sleep", lambda s: None)
 
 
 def test_follow_rollout_until_ready_reports_each_step():
     frames = [[], [pod("new", "Pending", waiting="ContainerCreating")], [pod("new")], [pod("new", ready=True)]]
     seen = []
-    result = Scripted(frames).follow_rollout(DEPLOYMENT, progress=lambda t, d: seen.append(d.state))
+    result = live.follow_rollout(Scripted(frames), DEPLOYMENT, progress=lambda t, d: seen.append(d.state))
     assert result.ready
     assert seen == ["waiting", "waiting", "waiting", "ready"]
 
 
 def test_follow_rollout_gives_up_on_a_stuck_pod(monkeypatch):
     clock = iter(range(0, 10_000, 30))
-    monkeypatch.setattr("llmserve.world.cluster.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: next(clock))
     frames = [[pod("new", "Pending", waiting="ImagePullBackOff")]]
-    result = Scripted(frames).follow_rollout(DEPLOYMENT, give_up_after_s=60)
+    result = live.follow_rollout(Scripted(frames), DEPLOYMENT, give_up_after_s=60)
     assert result.state == "stuck" and "pull" in result.reason
 
 
@@ -72,7 +73,7 @@ def test_watch_pods_records_recreate_order():
     frames = [[pod("old", ready=True)], [pod("old", terminating=True)], [],
               [pod("new", "Pending", waiting="ContainerCreating")], [pod("new")], [pod("new", ready=True)]]
     done = lambda pods: any(is_ready(p) and p["metadata"]["name"] == "new" for p in pods)
-    timeline = Scripted(frames).watch_pods(DEPLOYMENT, until=done)
+    timeline = live.watch_pods(Scripted(frames), DEPLOYMENT, until=done)
     text = "\n".join(timeline)
     assert text.index("old Terminating") < text.index("new Pending") < text.index("new Running, ready")
     assert pod_summary(pod("x", restarts=2)) == "x Running, not ready, 2 restarts"
@@ -80,7 +81,7 @@ def test_watch_pods_records_recreate_order():
 
 def test_watch_pods_times_out_with_the_last_state(monkeypatch):
     clock = iter(range(0, 10_000, 100))
-    monkeypatch.setattr("llmserve.world.cluster.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: next(clock))
     with pytest.raises(ClusterError) as err:
-        Scripted([[pod("new")]]).watch_pods(DEPLOYMENT, until=lambda pods: False, timeout_s=300)
+        live.watch_pods(Scripted([[pod("new")]]), DEPLOYMENT, until=lambda pods: False, timeout_s=300)
     assert "new Running, not ready" in err.value.what and "diagnose" in err.value.fix

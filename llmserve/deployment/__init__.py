@@ -1,0 +1,1 @@
+"""The Deployment chapter (book/deployment.md, notebooks/deployment-lab.ipynb)."""
