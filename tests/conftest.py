@@ -6,21 +6,32 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, build_book
+from tests.support import REPO, BookBuild, build_book
 
 @pytest.fixture(scope="session")
-def built_book(tmp_path_factory) -> Path:
-    """Build the whole book once; return the HTML folder. Fails with the build's log."""
-    reuse = os.environ.get("COURSE_BUILT_HTML")  # a developer's shortcut, never set in CI
+def book_build(tmp_path_factory) -> BookBuild:
+    """Build the whole book once per run (every notebook executed there, once); never fails by itself.
+
+    The notebook tests read the notebooks this build executed, so each notebook runs once
+    per test run and still fails with its own message.
+    """
+    reuse = os.environ.get("COURSE_BUILT_BOOK")  # a developer's shortcut (a --path-output folder), never set in CI
     if reuse:
-        return Path(reuse)
+        root = Path(reuse)
+        return BookBuild(root, 0, (root / "build.log").read_text() if (root / "build.log").exists() else "")
     out = tmp_path_factory.mktemp("book")
     proc = build_book(REPO, out)
     log = proc.stdout + proc.stderr
     (out / "build.log").write_text(log)
-    if proc.returncode != 0:
-        pytest.fail(f"the strict book build failed (exit {proc.returncode}):\n{log[-6000:]}")
-    return out / "_build" / "html"
+    return BookBuild(out, proc.returncode, log)
+
+
+@pytest.fixture(scope="session")
+def built_book(book_build) -> Path:
+    """The HTML folder of the strict build; fails with the build's log when the build failed."""
+    if book_build.returncode != 0:
+        pytest.fail(f"the strict book build failed (exit {book_build.returncode}):\n{book_build.log[-6000:]}")
+    return book_build.html
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,9 +7,11 @@ explicitly (``from tests.support import REPO``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbclient
@@ -36,6 +38,50 @@ def build_book(source: Path, out: Path) -> subprocess.CompletedProcess:
     cmd = [str(VENV_BIN / "jupyter-book"), "build", str(source), "--path-output", str(out),
            "-W", "-n", "--keep-going"]
     return subprocess.run(cmd, capture_output=True, text=True, env=offline_env(), timeout=1800)
+
+
+@dataclass(frozen=True)
+class BookBuild:
+    """One run of the strict build: its --path-output folder, exit code and log."""
+
+    root: Path
+    returncode: int
+    log: str
+
+    @property
+    def html(self) -> Path:
+        return self.root / "_build" / "html"
+
+    def executed(self, notebook: Path) -> Path:
+        """Where the build saved a notebook after executing it."""
+        return self.root / "_build" / "jupyter_execute" / "notebooks" / f"{notebook.stem}.ipynb"
+
+    def error_report(self, notebook: Path) -> Path:
+        """The traceback myst-nb writes when a cell of the notebook failed."""
+        return self.html / "reports" / "notebooks" / f"{notebook.stem}.err.log"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def check_executed_notebook(build: BookBuild, notebook: Path) -> nbformat.NotebookNode:
+    """The notebook as the book build executed it; :class:`NotebookFailed` naming the failing cell if one failed."""
+    report = build.error_report(notebook)
+    if report.exists():
+        text = _ANSI.sub("", report.read_text(encoding="utf-8", errors="replace"))
+        raise NotebookFailed(f"{notebook.name}: a cell failed when the book build executed it offline:\n"
+                             f"{text[-4000:]}")
+    executed = build.executed(notebook)
+    if not executed.exists():
+        raise NotebookFailed(f"{notebook.name} was not executed by the book build (is it in _toc.yml?). "
+                             f"Build log tail:\n{build.log[-3000:]}")
+    nb = nbformat.read(executed, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    if errors:
+        raise NotebookFailed(f"{notebook.name}: {len(errors)} cell(s) raised: "
+                             + "; ".join(f"{e.get('ename')}: {e.get('evalue')}" for e in errors))
+    return nb
 
 
 def chromium_path() -> str | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.support import REPO, build_book
+from tests.support import REPO, BookBuild, NotebookFailed, build_book, check_executed_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +56,15 @@ def test_a_tiny_good_book_builds(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def test_a_failing_cell_fails_the_build(tmp_path):
-    src = _tiny_book(tmp_path, "# Page\n\nFine.\n", ["raise RuntimeError('planted failure')"])
+def test_a_failing_cell_fails_the_build_and_its_notebook_test(tmp_path):
+    src = _tiny_book(tmp_path, "# Page\n\nFine.\n", ["print('ok')", "raise RuntimeError('planted failure')"])
     proc = build_book(src, tmp_path / "out")
     assert proc.returncode != 0
     assert "planted failure" in proc.stdout + proc.stderr
+    # The per-notebook check (tests/test_notebooks.py) reads this build's executed notebook and names the cell.
+    build = BookBuild(tmp_path / "out", proc.returncode, proc.stdout + proc.stderr)
+    with pytest.raises(NotebookFailed, match="planted failure"):
+        check_executed_notebook(build, src / "notebooks" / "lab.ipynb")
 
 
 def test_a_broken_internal_link_fails_the_build(tmp_path):

@@ -33,7 +33,9 @@ def manifest_files(root: Path) -> list[Path]:
 
 
 def kustomizations(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.rglob("kustomization.yaml"))
+    """Folders that render on their own (``kind: Kustomization``); a ``kind: Component`` renders only inside one."""
+    return sorted(p.parent for p in root.rglob("kustomization.yaml")
+                  if (yaml.safe_load(p.read_text()) or {}).get("kind", "Kustomization") == "Kustomization")
 
 
 def problems_in_tree(root: Path) -> list[str]:
