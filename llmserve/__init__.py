@@ -1,15 +1,17 @@
 """Helper package of the course *Serving LLMs with vLLM on Kubernetes*.
 
-Three layers, each importing only the ones below it:
+One folder per chapter over a small shared core (see CONTRIBUTING.md):
 
-1. pure logic (no I/O): :mod:`llmserve.storage`, :mod:`llmserve.workloads`,
-   :mod:`llmserve.services`, :mod:`llmserve.kvcache`;
-2. the outside world: :mod:`llmserve.world.mode`, :mod:`llmserve.world.manifests`,
-   :mod:`llmserve.world.cluster`, :mod:`llmserve.serving`;
-3. presentation: :mod:`llmserve.panels` (ipywidgets) and :mod:`llmserve.plots`.
+* :mod:`llmserve.core`  the shared core: errors, findings, quantities, the system's names,
+  pure object readers, vLLM defaults, one HTTP helper, one wait loop;
+* :mod:`llmserve.world` the outside world every chapter shares: mode, cluster, port-forward,
+  manifest rendering and validation;
+* one folder per chapter (``storage``, ``deployment``, ``service``, ``kvcache``, ``serving``,
+  ``stack``, ``security``, ``routing``, ``observability``, ``workshop``, ``troubleshooting``,
+  ``system``), each with pure rules, live actions and presentation kept in separate modules.
 
-Every failure the learner can cause or meet is raised as a :class:`CourseError`
-whose message names the fix.
+The layer rule is enforced by tests/test_layers.py. Every failure the learner can cause or
+meet is raised as a :class:`CourseError` whose message names the fix.
 """
 from llmserve.core.errors import CourseError
 

@@ -44,7 +44,7 @@ def section(device: str) -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [HEADING, "",
              f"Measured {now} by `.venv/bin/python scripts/bench_kvcache.py` "
-             f"(code: `llmserve/kvcache/measure.py`, `paging.py`; chapter: book/kv-cache.md).", "",
+             f"(code: `llmserve/kvcache/measure.py`, `paging.py`, `report.py`; chapter: book/kv-cache.md).", "",
              f"- Machine: {cpu_name()}, {os.cpu_count()} CPU cores visible; torch {torch.__version__}; "
              f"load average {os.getloadavg()[0]:.1f} when the run started (other work on a shared machine "
              "inflates the recompute times most, since they are the longest runs)."]
@@ -79,8 +79,8 @@ def section(device: str) -> str:
     lengths = paging.sample_lengths(200, max_model_len=8192, seed=0)
     cmp = paging.compare(lengths, 8192, 8 * 2**30)
     lines += ["", "### Reserved vs used: contiguous vs paged (computed, seed 0)", "",
-              f"200 requests, log-normal mix (mean {cmp.mean_length:,.0f} tokens), Qwen2.5-Coder-7B bf16, "
-              "`--max-model-len 8192`, 16-token blocks, 8 GiB of KV cache:", "",
+              "200 requests, log-normal mix, Qwen2.5-Coder-7B bf16, `--max-model-len 8192`, "
+              "16-token blocks, 8 GiB of KV cache.", "",
               str(report.paging_table(cmp))]
 
     # GPU.
@@ -88,13 +88,13 @@ def section(device: str) -> str:
     if device == "cuda":
         alloc = measure.measure_allocator(formula.QWEN25_CODER_7B, (16, 256, 1024), "bf16")
         ok = all(r.measured == r.formula for r in alloc)
-        copy, bw = measure.bandwidth_table((1, 16, 64), (1024, 8192), device="cuda")
+        copy, bw = measure.measure_bandwidth((1, 16, 64), (1024, 8192), device="cuda")
         lines += [f"`torch.cuda.memory_allocated` delta equals the formula: {'yes' if ok else '**no**'}.", "",
                   str(report.bandwidth_table(copy, bw))]
     else:
-        lines.append("Not measured: this machine has no CUDA GPU. Reference points measured elsewhere "
-                     "(H200, PyTorch 2.11) are quoted in book/kv-cache.md as external reference points, "
-                     "not as this course's measurements. On a CUDA machine, `bash scripts/gpu-check.sh` measures them.")
+        lines.append("Not measured: this machine has no CUDA GPU, and book/kv-cache.md quotes no GPU "
+                     "figure as measured. On a CUDA machine, `bash scripts/gpu-check.sh` measures them "
+                     "and rewrites this section.")
     return "\n".join(lines) + "\n"
 
 

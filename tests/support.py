@@ -14,9 +14,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbclient
-import nbformat
-from nbclient.exceptions import CellExecutionError
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -64,8 +61,9 @@ class BookBuild:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def check_executed_notebook(build: BookBuild, notebook: Path) -> nbformat.NotebookNode:
+def check_executed_notebook(build: BookBuild, notebook: Path):
     """The notebook as the book build executed it; :class:`NotebookFailed` naming the failing cell if one failed."""
+    import nbformat  # Jupyter imports stay out of the module: scripts/gpu-check.sh runs on a box without them
     report = build.error_report(notebook)
     if report.exists():
         text = _ANSI.sub("", report.read_text(encoding="utf-8", errors="replace"))
@@ -93,8 +91,11 @@ class NotebookFailed(AssertionError):
     pass
 
 
-def run_notebook(path: Path, timeout_s: int = 900) -> nbformat.NotebookNode:
+def run_notebook(path: Path, timeout_s: int = 900):
     """Run every cell top to bottom with the notebook's folder as working directory."""
+    import nbclient  # see check_executed_notebook
+    import nbformat
+    from nbclient.exceptions import CellExecutionError
     nb = nbformat.read(path, as_version=4)
     saved = {k: os.environ.get(k) for k in OFFLINE_ENV}
     os.environ.update(OFFLINE_ENV)  # the kernel inherits the environment

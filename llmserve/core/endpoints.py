@@ -85,7 +85,7 @@ def choose_endpoint(slices: list[dict], service: str | None = None, port: int | 
     if not slices or not eps:
         raise ClusterError(
             f"Service {service} has no endpoints: {describe_endpoints(slices)}.",
-            "Check the Service's selector against the Pod labels (llmserve.services.selector_report) and that "
+            "Check the Service's selector against the Pod labels (the Service chapter's checker, llmserve.service.rules.selector_report) and that "
             f"the Deployment has a Pod: `kubectl get pods -n {system().namespace} -l {_pod_selector()}`.")
     ready = [e for e in eps if e.ready and e.pod]
     if not ready:
@@ -108,7 +108,7 @@ def choose_endpoint(slices: list[dict], service: str | None = None, port: int | 
                 f"Service {service} has no port named {port!r} on its endpoints (it has: "
                 f"{', '.join(k or '(unnamed)' for k in ports) or 'none'}).",
                 "Use one of those names, or check the Service's targetPort against the container's ports "
-                "(llmserve.services.selector_report).")
+                "(the Service chapter's checker, llmserve.service.rules.selector_report).")
         return chosen, ports[port]
     return chosen, int(port)
 

@@ -1,7 +1,7 @@
-"""A small decoder with a KV cache, written to be read (layer 2: torch devices).
+"""A small decoder with a KV cache, written to be read.
 
 Used by the KV-cache chapter (book/kv-cache.md, notebooks/kv-cache-lab.ipynb)
-and measured by :mod:`llmserve.kvcache.measure`.
+and measured by :mod:`llmserve.kvcache.measure`. Live: torch tensors on a device.
 
 The shape of the model is a :class:`~llmserve.kvcache.formula.ModelShape`, the
 same object the size formula takes, so the bytes this cache holds can be

@@ -1,6 +1,7 @@
 """Measure the KV cache with torch and put each number next to its formula.
 
 Used by the KV-cache chapter (notebooks/kv-cache-lab.ipynb, scripts/bench_kvcache.py).
+Live: it allocates tensors on a torch device (CPU or CUDA) and times them.
 
 Every function returns data (dataclasses), never prints. Byte measurements
 pair ``measured`` (``numel × element_size`` of the K and V tensors the cache
@@ -13,7 +14,7 @@ really holds, or the CUDA allocator's delta) with ``formula``
 * **time** (any device; small on a CPU): :func:`time_decode`, cached decoding
   against recomputing the whole context.
 * **bandwidth** (meant for a GPU; runs on a CPU at small sizes for the tests):
-  :func:`copy_bandwidth`, :func:`decode_attention`, :func:`bandwidth_table`.
+  :func:`copy_bandwidth`, :func:`decode_attention`, :func:`measure_bandwidth`.
 """
 from __future__ import annotations
 
@@ -186,43 +187,6 @@ def measure_allocator(shape: ModelShape = formula.QWEN25_CODER_7B, tokens: Itera
         delta = torch.cuda.memory_allocated(device) - before
         rows.append(_row(f"{n} tokens", shape, n, dtype, delta, method="torch.cuda.memory_allocated delta"))
         del cache
-    return rows
-
-
-# ------------------------------------------------------------------ formula tables (no torch)
-
-@dataclass(frozen=True)
-class FormulaRow:
-    model: str
-    layers: int
-    attention_heads: int
-    kv_heads: int
-    head_dim: int
-    hidden_size: int
-    dtype: str
-    per_token: int          # 2 × layers × kv_heads × head_dim × bytes
-    naive_per_token: int    # 2 × layers × hidden × bytes (the source notes)
-    context: int
-    per_sequence: int       # per_token × context
-
-    @property
-    def naive_ratio(self) -> float:
-        return self.naive_per_token / self.per_token
-
-
-def formula_table(shapes: Iterable[ModelShape] = (formula.QWEN25_CODER_7B, formula.LLAMA2_7B),
-                  dtypes: Iterable[str] = ("bf16", "fp8"), context: int | None = None) -> list[FormulaRow]:
-    """The formula against the source notes' ``2 × layers × hidden × bytes`` for each model and dtype.
-
-    ``context`` defaults to each model's ``max_position_embeddings``.
-    """
-    rows = []
-    for s in shapes:
-        for d in dtypes:
-            ctx = context or s.max_position_embeddings
-            rows.append(FormulaRow(s.name, s.layers, s.attention_heads, s.kv_heads, s.head_dim, s.hidden_size,
-                                   d, formula.kv_bytes_per_token(s, d), formula.naive_kv_bytes_per_token(s, d),
-                                   ctx, formula.kv_bytes(s, ctx, d)))
     return rows
 
 
@@ -447,7 +411,7 @@ def decode_attention(batch: int, context: int, heads: int = 28, kv_heads: int = 
                               tensor_bytes(k) + tensor_bytes(v), seconds, copy_bytes_per_s)
 
 
-def bandwidth_table(batches: Iterable[int] = (1, 16, 64), contexts: Iterable[int] = (1024, 8192),
+def measure_bandwidth(batches: Iterable[int] = (1, 16, 64), contexts: Iterable[int] = (1024, 8192),
                     methods: Iterable[str] = ("sdpa", "repeat"), device: str = "cuda",
                     copy_nbytes: int = 1 << 30, repeats: int = 10, dtype: str = "bf16",
                     heads: int = 28, kv_heads: int = 4, head_dim: int = 128
@@ -459,8 +423,8 @@ def bandwidth_table(batches: Iterable[int] = (1, 16, 64), contexts: Iterable[int
     return copy, rows
 
 
-__all__ = ["BytesRow", "FormulaRow", "TimingRow", "TimingResult", "CopyResult", "DecodeAttentionRow",
+__all__ = ["BytesRow", "TimingRow", "TimingResult", "CopyResult", "DecodeAttentionRow",
            "measure_tokens", "measure_layers", "measure_kv_heads", "measure_dtypes", "measure_growth",
            "measure_allocator", "allocator_rounded", "attention_variants", "available_cache_dtypes",
-           "formula_table", "time_call", "time_decode", "cumulative_cost", "copy_bandwidth",
-           "decode_attention", "bandwidth_table", "CUDA_ALLOCATION_ROUNDING"]
+           "time_call", "time_decode", "cumulative_cost", "copy_bandwidth",
+           "decode_attention", "measure_bandwidth", "CUDA_ALLOCATION_ROUNDING"]

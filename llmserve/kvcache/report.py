@@ -1,9 +1,10 @@
-"""Tables of the KV-cache chapter's results (pure: rows in, text out).
+"""Tables and sentences of the KV-cache chapter's results.
 
-Each function returns a :class:`Table`: ``str(table)`` is a Markdown pipe
-table (scripts/bench_kvcache.py writes it into BENCHMARKS.md); in a notebook
-the table shows itself as HTML (notebooks/kv-cache-lab.ipynb), which renders
-the same in Jupyter and in the built book.
+Used by the KV-cache lab (notebooks/kv-cache-lab.ipynb), its paging panel and
+scripts/bench_kvcache.py. Presentation: rows in, text out, nothing measured.
+Each table function returns a :class:`Table`: ``str(table)`` is a Markdown pipe
+table (the benchmark script writes it into BENCHMARKS.md); in a notebook the
+table shows itself as HTML, which renders the same in Jupyter and in the built book.
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import html
 from dataclasses import dataclass
 from typing import Sequence
 
-from llmserve.kvcache.measure import BytesRow, CopyResult, DecodeAttentionRow, FormulaRow, TimingResult
+from llmserve.core.quantity import GIB
+from llmserve.kvcache.formula import FormulaRow
+from llmserve.kvcache.measure import BytesRow, CopyResult, DecodeAttentionRow, TimingResult
 from llmserve.kvcache.paging import Comparison
-
-GiB = 1 << 30
+from llmserve.kvcache.planner import MIB
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,13 @@ def bytes_table(rows: Sequence[BytesRow], title: str = "") -> Table:
 
 
 def formula_table(rows: Sequence[FormulaRow]) -> Table:
-    """Per-token bytes with GQA against the source notes' ``2 × layers × hidden × bytes``."""
+    """Per-token bytes with GQA against the shortcut ``2 × layers × hidden × bytes``
+    (rows from :func:`llmserve.kvcache.formula.formula_rows`)."""
     return markdown_table(
-        ["model", "layers", "heads / KV heads", "hidden", "KV dtype", "formula B/token", "naive B/token",
-         "naive ÷ formula", "one sequence", "at context"],
+        ["model", "layers", "heads / KV heads", "hidden", "KV dtype", "formula B/token", "shortcut B/token",
+         "shortcut ÷ formula", "one sequence", "at context"],
         [[r.model, r.layers, f"{r.attention_heads} / {r.kv_heads}", r.hidden_size, r.dtype, _b(r.per_token),
-          _b(r.naive_per_token), f"{r.naive_ratio:g}×", f"{r.per_sequence / GiB:.3g} GiB", _b(r.context)]
+          _b(r.naive_per_token), f"{r.naive_ratio:g}×", f"{r.per_sequence / GIB:.3g} GiB", _b(r.context)]
          for r in rows])
 
 
@@ -93,26 +96,45 @@ def timing_table(result: TimingResult) -> Table:
          for r in result.rows])
 
 
+def paging_summary(cmp: Comparison) -> str:
+    """What the paging table's numbers are about, in two sentences.
+
+    The requests' total is a sum over all of them, as if every one were in memory
+    at the same time; the cache holds only some of them at once. Said outright,
+    because "20.96 GiB used" beside an 8 GiB cache reads like a contradiction.
+    """
+    n, used, budget = len(cmp.lengths), cmp.paged.used_bytes, cmp.budget_bytes
+    verdict = "more than" if used > budget else "within"
+    return (f"{n} requests of {cmp.mean_length:,.0f} tokens on average hold "
+            f"{cmp.paged.used_tokens:,} tokens = {used / GIB:.2f} GiB of KV cache in total, "
+            f"{verdict} the {budget / GIB:.1f} GiB cache: the totals below count all {n} as if they "
+            f"were in memory at once; the last column counts how many fit in the cache together "
+            f"(the rest wait their turn).")
+
+
 def paging_table(cmp: Comparison) -> Table:
-    """Both schemes side by side for one mix of requests."""
+    """Both schemes side by side for one mix of requests, titled by :func:`paging_summary`."""
+    n = len(cmp.lengths)
     rows = []
     for s, fit in ((cmp.contiguous, cmp.fit_contiguous), (cmp.paged, cmp.fit_paged)):
-        rows.append([s.scheme, f"{s.used_bytes / GiB:.2f}", f"{s.reserved_bytes / GiB:.2f}",
-                     f"{s.wasted_bytes / GiB:.2f}", f"{s.waste_fraction:.1%}", fit])
-    return markdown_table(["scheme", "used (GiB)", "reserved (GiB)", "wasted (GiB)", "wasted share",
-                           f"requests that fit in {cmp.budget_bytes / GiB:.1f} GiB"], rows)
+        per_request = s.reserved_tokens / n if n else 0
+        rows.append([s.scheme, f"{per_request:,.0f} tokens = {per_request * s.bytes_per_token / MIB:,.1f} MiB",
+                     f"{s.waste_fraction:.1%}", f"{s.reserved_bytes / GIB:.2f} GiB", fit])
+    return markdown_table(["scheme", "reserved per request (mean)", "of it never filled",
+                           f"all {n} at once would reserve", f"held at once in {cmp.budget_bytes / GIB:.1f} GiB"],
+                          rows, title=paging_summary(cmp))
 
 
 def bandwidth_table(copy: CopyResult, rows: Sequence[DecodeAttentionRow]) -> Table:
     """Decode attention steps as bandwidth and as a fraction of the device's copy rate."""
     title = (f"Device-to-device copy: {copy.bytes_per_s / 1e12:.2f} TB/s "
-             f"(bytes read + written, {copy.nbytes / GiB:.2f} GiB tensor)")
+             f"(bytes read + written, {copy.nbytes / GIB:.2f} GiB tensor)")
     return markdown_table(
         ["method", "batch", "context", "cache (MiB)", "time (µs)", "TB/s", "of copy rate"],
-        [[r.method, r.batch, _b(r.context), f"{r.cache_bytes / (1 << 20):,.0f}", f"{r.seconds * 1e6:,.1f}",
+        [[r.method, r.batch, _b(r.context), f"{r.cache_bytes / MIB:,.0f}", f"{r.seconds * 1e6:,.1f}",
           f"{r.bytes_per_s / 1e12:.2f}", f"{r.fraction_of_copy:.0%}" if r.fraction_of_copy else "–"]
          for r in rows], title=title)
 
 
-__all__ = ["Table", "markdown_table", "bytes_table", "formula_table", "timing_table", "paging_table",
-           "bandwidth_table"]
+__all__ = ["Table", "markdown_table", "bytes_table", "formula_table", "timing_table", "paging_summary",
+           "paging_table", "bandwidth_table"]

@@ -28,3 +28,15 @@ def test_replaces_only_its_own_section(tmp_path):
     assert text.index("## Lead") < text.index(bench.HEADING) < text.index("## Other (stack)")
     bench.update(out, f"{bench.HEADING}\n\nnewer\n")       # idempotent: still one section
     assert out.read_text().count(bench.HEADING) == 1 and "newer" in out.read_text()
+
+
+def test_section_on_a_cpu_says_the_gpu_part_was_not_measured(monkeypatch):
+    # Timing is replaced (it is tested in test_measure.py); everything else runs for real.
+    from llmserve.kvcache.measure import TimingResult, TimingRow
+    fake = TimingResult([TimingRow(2048, 0.001, 0.1)], "tiny", "cpu", "fp32", "2.13", 1, 7)
+    monkeypatch.setattr(bench.measure, "time_decode", lambda **_: fake)
+    text = bench.section("cpu")
+    assert text.startswith(bench.HEADING + "\n")
+    assert "measured bytes equal the formula in every case" in text
+    assert "as if they were in memory at once" in text          # the paging table explains its totals
+    assert "Not measured: this machine has no CUDA GPU" in text and "H200" not in text

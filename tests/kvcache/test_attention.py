@@ -51,7 +51,7 @@ def test_growing_cache_holds_exactly_the_formula(dtype, layers, heads, kv_heads,
 
 
 def test_qwen_shape_is_57344_bytes_per_token_in_bf16():
-    # 2 × 28 × 4 × 128 × 2 (config.json numbers; /work/shared/facts.md, measured the same on an H200)
+    # 2 × 28 × 4 × 128 × 2: K and V × layers × KV heads × head_dim × 2 bytes (config.json numbers)
     cache = KVCache(formula.QWEN25_CODER_7B, dtype="bf16")
     fill(cache, 3, chunk=3)
     assert cache.nbytes == 3 * 2 * 28 * 4 * 128 * 2 == 3 * 57_344

@@ -1,4 +1,4 @@
-"""Tests of llmserve.services: the Service ↔ Pod checks, DNS names and injected env vars.
+"""service.rules: the Service ↔ Pod checks, DNS names, injected env vars and the by-hand commands.
 
 Each case states the documented behaviour it checks. Sources:
 - K8S_SERVICE: https://kubernetes.io/docs/concepts/services-networking/service/
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from llmserve import services
+from llmserve.core.names import system
+from llmserve.service import rules as services
 from llmserve.world import manifests, mode
 from llmserve.core.errors import InputError
 
@@ -65,8 +66,8 @@ def test_wrong_selector_names_both_sides_and_the_fix(dep):
     report = services.selector_report(bad, dep)
     assert not report.ok
     f = _finding(report, "service selector", "error")
-    assert "app=vllm" in f.message
-    assert "app.kubernetes.io/name=vllm-qwen25-coder-7b" in f.message
+    assert "app=vllm" in f.what
+    assert "app.kubernetes.io/name=vllm-qwen25-coder-7b" in f.what
     assert "selector" in f.fix
 
 
@@ -84,7 +85,7 @@ def test_every_selector_key_must_match(svc, dep):
     svc["spec"]["selector"]["app.kubernetes.io/part-of"] = "another-course"
     report = services.selector_report(svc, dep)
     f = _finding(report, "service selector", "error")
-    assert "'vllm-course'" in f.message and "'another-course'" in f.message
+    assert "'vllm-course'" in f.what and "'another-course'" in f.what
 
 
 def test_service_without_selector_is_a_warning(svc, dep):
@@ -93,14 +94,14 @@ def test_service_without_selector_is_a_warning(svc, dep):
     svc = copy.deepcopy(svc)
     del svc["spec"]["selector"]
     f = _finding(services.selector_report(svc, dep), "service selector")
-    assert f.level == "warning" and "no EndpointSlices" in f.message
+    assert f.level == "warning" and "no EndpointSlices" in f.what
 
 
 def test_service_in_another_namespace_selects_nothing(dep):
     # K8S_SERVICE: a selector picks Pods of the Service's own namespace.
     bad = manifests.load_one("examples/service/wrong-namespace.yaml")
     f = _finding(services.selector_report(bad, dep), "namespace", "error")
-    assert "default" in f.message and "ai-platform" in f.message
+    assert "default" in f.what and "ai-platform" in f.what
 
 
 def test_deployment_selector_must_match_its_template(svc, dep):
@@ -109,7 +110,7 @@ def test_deployment_selector_must_match_its_template(svc, dep):
     dep = copy.deepcopy(dep)
     dep["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "vllm"}
     f = _finding(services.selector_report(svc, dep), "deployment selector", "error")
-    assert "does not match" in f.message
+    assert "does not match" in f.what
 
 
 @pytest.mark.parametrize("expr, labels, matches", [
@@ -145,13 +146,13 @@ def test_target_port_defaults_to_port(dep):
 def test_unknown_target_port_name_is_an_error(dep):
     bad = manifests.load_one("examples/service/wrong-target-port-name.yaml")
     f = _finding(services.selector_report(bad, dep), "targetPort", "error")
-    assert "'openai'" in f.message and "http" in f.message
+    assert "'openai'" in f.what and "http" in f.what
 
 
 def test_target_port_number_other_than_vllm_port_is_an_error(dep):
     bad = manifests.load_one("examples/service/wrong-target-port-number.yaml")
     f = _finding(services.selector_report(bad, dep), "targetPort", "error")
-    assert "8080" in f.message and "8000" in f.message
+    assert "8080" in f.what and "8000" in f.what
 
 
 def test_undeclared_number_on_a_non_vllm_container_is_only_a_warning(svc):
@@ -241,17 +242,17 @@ def test_service_named_vllm_collides_with_vllm_port(dep):
     dep["spec"]["template"]["spec"].pop("enableServiceLinks", None)
     report = services.selector_report(bad, dep)
     f = _finding(report, "env vars", "error")
-    assert "VLLM_PORT" in f.message and "enableServiceLinks: false" in f.fix
+    assert "VLLM_PORT" in f.what and "enableServiceLinks: false" in f.fix
 
 
 def test_other_vllm_variable_shapes_collide_too():
     f = services.env_var_findings("vllm-dp-master")[0]
-    assert f.level == "error" and "VLLM_DP_MASTER_PORT" in f.message
+    assert f.level == "error" and "VLLM_DP_MASTER_PORT" in f.what
 
 
 def test_course_name_only_warns(svc):
     (f,) = services.env_var_findings(svc)
-    assert f.level == "warning" and "Unknown vLLM environment variable" in f.message
+    assert f.level == "warning" and "Unknown vLLM environment variable" in f.what
 
 
 def test_enable_service_links_false_turns_injection_off(dep):
@@ -362,3 +363,37 @@ def test_every_overlay_keeps_the_service_on_the_pods(overlay):
     assert len(svcs) == 1 and len(deps) == 1, f"{overlay} should render the vLLM Service and Deployment"
     report = services.selector_report(svcs[0], deps[0])
     assert report.ok, str(report)
+
+
+# -- what each broken example changes, and the commands by hand ------------------------------
+def test_own_findings_keep_only_what_an_example_changes(svc, dep):
+    # With service links on, the course's own Service warns about its injected VLLM_* variables;
+    # the broken examples share that warning, so the lab shows each one only its own problem.
+    dep = copy.deepcopy(dep)
+    dep["spec"]["template"]["spec"].pop("enableServiceLinks", None)
+    baseline = services.selector_report(svc, dep)
+    assert baseline.checks("warning") == ["env vars"]
+    for path in EXAMPLES:
+        full = services.selector_report(manifests.load_one(path), dep)
+        own = services.own_findings(full, baseline)
+        assert own.checks() == full.checks("error"), f"{path.name}: {own}"
+        assert own.errors == full.errors and not own.ok
+
+
+def test_own_findings_of_the_same_service_are_empty(svc, dep):
+    report = services.selector_report(svc, dep)
+    assert services.own_findings(report, report).findings == ()
+
+
+def test_kubectl_commands_name_the_service(svc):
+    cmds = services.kubectl_commands(svc)
+    n = system()
+    assert cmds["endpoints"].startswith(
+        f"kubectl get endpointslices -n {n.namespace} -l kubernetes.io/service-name={n.service}")
+    assert cmds["forward"] == f"kubectl port-forward -n {n.namespace} service/{n.service} {n.service_port}:http"
+    assert "Authorization: Bearer $VLLM_API_KEY" in cmds["models"] and "/v1/models" in cmds["models"]
+    assert cmds["apply"] == "kubectl apply -f manifests/base/vllm-service.yaml"
+
+
+def test_report_headline_says_traffic_reaches_the_pods(svc, dep):
+    assert str(services.selector_report(svc, dep)).splitlines()[0].endswith(services.REACHES)

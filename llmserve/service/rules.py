@@ -1,43 +1,43 @@
-"""Does the Service reach the vLLM Pods? Pure checks, no cluster needed.
+"""Pure rules of the Service chapter: does the Service reach the vLLM Pods, and what does its name do?
 
-Used by the Service chapter (``book/service.md``, ``notebooks/service-lab.ipynb``)
-and its panel (:mod:`llmserve.panels.service`).
+Used by ``book/service.md``, ``notebooks/service-lab.ipynb`` and the selector checker in
+:mod:`llmserve.service.panel`. Layer: pure rules (core only, no I/O).
 
-A Service finds its Pods by **labels**, and sends traffic to a **port** of
-theirs. Both links fail silently: a Service whose selector matches nothing is
-accepted by the API server and simply has no endpoints; a ``targetPort`` name
-that no container declares is accepted too. :func:`selector_report` checks
-both links (and the Deployment's own selector) from the manifests alone and
-explains each mismatch with its fix.
+A Service finds its Pods by **labels**, and sends traffic to a **port** of theirs. Both
+links fail silently: a Service whose selector matches nothing is accepted by the API
+server and simply has no endpoints; a ``targetPort`` name that no container declares is
+accepted too. :func:`selector_report` checks both links (and the Deployment's own
+selector) from the manifests alone and explains each mismatch with its fix, as a
+:class:`~llmserve.core.findings.Report`.
 
 It also answers two questions the chapter asks about a Service's *name*:
 
 * :func:`dns_names`: the names a client can use, and from where each works
   (Kubernetes docs, "DNS for Services and Pods");
-* :func:`service_env_vars` / :func:`env_var_findings`: the docker-link-style
-  environment variables the kubelet injects into every Pod of the namespace
-  (``{NAME}_SERVICE_HOST``, ``{NAME}_PORT`` …), and whether one of them lands
-  on a variable vLLM reads itself, the reason the course's Service is not
-  called ``vllm``.
+* :func:`service_env_vars` / :func:`env_var_findings`: the docker-link-style environment
+  variables the kubelet injects into every Pod of the namespace (``{NAME}_SERVICE_HOST``,
+  ``{NAME}_PORT`` …), and whether one of them lands on a variable vLLM reads itself, the
+  reason the course's Service is not called ``vllm``.
+
+:func:`own_findings` keeps what one Service changes against another (the lab shows each
+broken example with only its own problem), and :func:`kubectl_commands` says by hand what
+the lab's live cells do.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llmserve.core.errors import InputError
+from llmserve.core.findings import ERROR, OK, WARNING, Finding, Report
+from llmserve.core.names import system
+from llmserve.core.vllm import CLUSTER_DOMAIN, DEFAULT_PORT
 
-#: The cluster's DNS domain; clusters can change it, almost none do.
-CLUSTER_DOMAIN = "cluster.local"
-
-#: The port vLLM's OpenAI server listens on when ``--port`` is not given.
-VLLM_DEFAULT_PORT = 8000
-
-#: vLLM 0.32.0 variables (``vllm/envs.py``, ``environment_variables``) whose
-#: names have the shape of a variable Kubernetes injects for some Service
-#: (``{NAME}_PORT`` here). A Service called ``vllm`` produces ``VLLM_PORT``;
-#: one called ``vllm-dp-master`` produces ``VLLM_DP_MASTER_PORT``.
-#: ``tests/test_services.py`` re-derives this list from the installed vLLM.
+#: vLLM 0.32.0 variables (``vllm/envs.py``, ``environment_variables``) whose names have the
+#: shape of a variable Kubernetes injects for some Service (``{NAME}_PORT`` here). A Service
+#: called ``vllm`` produces ``VLLM_PORT``; one called ``vllm-dp-master`` produces
+#: ``VLLM_DP_MASTER_PORT``. ``tests/service/test_rules.py`` re-derives this list from the
+#: installed vLLM.
 VLLM_COLLIDABLE_ENV_VARS = frozenset({
     "VLLM_DP_MASTER_PORT",
     "VLLM_EC_SIDE_CHANNEL_PORT",
@@ -47,71 +47,25 @@ VLLM_COLLIDABLE_ENV_VARS = frozenset({
     "VLLM_PORT",
 })
 
-#: The regular expression the list above was filtered with: every name shape
-#: the kubelet produces (pkg/kubelet/envvars/envvars.go).
+#: The regular expression the list above was filtered with: every name shape the kubelet
+#: produces (pkg/kubelet/envvars/envvars.go).
 INJECTED_NAME_SHAPE = re.compile(
     r"(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?|_PORT|_PORT_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$")
 
-OK, WARNING, ERROR = "ok", "warning", "error"
-_MARK = {OK: "✓", WARNING: "!", ERROR: "✗"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One verdict: ``level`` is ``ok``, ``warning`` or ``error``."""
-
-    level: str
-    check: str
-    message: str
-    fix: str = ""
-
-    def __str__(self) -> str:
-        text = f"{_MARK[self.level]} [{self.check}] {self.message}"
-        return f"{text}\n    Fix: {self.fix}" if self.fix else text
-
-
-@dataclass(frozen=True)
-class Report:
-    """All findings about one Service and the workload it should reach."""
-
-    subject: str
-    findings: tuple[Finding, ...] = field(default_factory=tuple)
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == ERROR]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == WARNING]
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing would stop traffic reaching the Pods (warnings allowed)."""
-        return not self.errors
-
-    def checks(self, level: str | None = None) -> list[str]:
-        """The names of the checks with findings (of one level, if given)."""
-        return [f.check for f in self.findings if level is None or f.level == level]
-
-    def __str__(self) -> str:
-        if self.errors:
-            head = f"{self.subject}: {len(self.errors)} problem(s) stop traffic reaching the Pods"
-        elif self.warnings:
-            head = f"{self.subject}: traffic reaches the Pods ({len(self.warnings)} warning(s))"
-        else:
-            head = f"{self.subject}: traffic reaches the Pods"
-        return "\n".join([head] + [f"  {f}".replace("\n", "\n  ") for f in self.findings])
+#: A report's headline when nothing stops traffic.
+REACHES = "traffic reaches the Pods"
 
 
 # -- reading the objects ------------------------------------------------------
-def _describe(obj: dict) -> str:
+def describe(obj: dict) -> str:
+    """``Kind namespace/name`` of a manifest."""
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{obj.get('kind', '?')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
 
 
-def _labels_text(labels: dict) -> str:
+def labels_text(labels: dict) -> str:
+    """Labels as ``k=v, k2=v2`` (or ``(no labels)``)."""
     return ", ".join(f"{k}={v}" for k, v in labels.items()) or "(no labels)"
 
 
@@ -140,16 +94,15 @@ def pod_shape(obj: dict) -> PodShape:
     elif kind is None and "spec" in obj:
         template = obj
     else:
-        raise InputError(f"{_describe(obj)} does not run Pods, so no Service can select it.",
+        raise InputError(f"{describe(obj)} does not run Pods, so no Service can select it.",
                          "Pass the Deployment (or its spec.template).")
     if not isinstance(template, dict):
-        raise InputError(f"{_describe(obj)} has no spec.template.", "A Deployment needs spec.template with the Pod.")
+        raise InputError(f"{describe(obj)} has no spec.template.", "A Deployment needs spec.template with the Pod.")
     spec = template.get("spec") or {}
-    labels = dict(((template.get("metadata") or {}).get("labels")) or {})
     return PodShape(
-        source=_describe(obj) if kind else "the Pod template",
+        source=describe(obj) if kind else "the Pod template",
         namespace=meta.get("namespace") if kind else None,
-        labels=labels,
+        labels=dict(((template.get("metadata") or {}).get("labels")) or {}),
         containers=tuple(spec.get("containers") or ()),
         enable_service_links=spec.get("enableServiceLinks", True) is not False,
     )
@@ -159,8 +112,8 @@ def pod_shape(obj: dict) -> PodShape:
 def selector_mismatches(selector: dict, labels: dict) -> list[str]:
     """What stops an equality selector (a Service's ``spec.selector``) matching ``labels``.
 
-    Every key/value of the selector must be among the labels; extra labels on
-    the Pod do not matter (Kubernetes docs, "Labels and Selectors").
+    Every key/value of the selector must be among the labels; extra labels on the Pod do
+    not matter (Kubernetes docs, "Labels and Selectors").
     """
     problems = []
     for key, value in selector.items():
@@ -194,22 +147,20 @@ def label_selector_mismatches(selector: dict, labels: dict) -> list[str]:
 def _service_selector_findings(service: dict, pods: PodShape) -> list[Finding]:
     name = (service.get("metadata") or {}).get("name", "?")
     selector = (service.get("spec") or {}).get("selector") or {}
+    check = "service selector"
     if not selector:
-        return [Finding(WARNING, "service selector",
-                        f"Service {name} has no selector, so Kubernetes creates no EndpointSlices for it: "
-                        "it reaches only the endpoints someone writes by hand.",
-                        f"Add spec.selector with the Pods' labels, e.g. {_labels_text(pods.labels)}.")]
+        return [Finding(WARNING, f"Service {name} has no selector, so Kubernetes creates no EndpointSlices for it: "
+                                 "it reaches only the endpoints someone writes by hand.",
+                        f"Add spec.selector with the Pods' labels, e.g. {labels_text(pods.labels)}.", check)]
     wrong = selector_mismatches(selector, pods.labels)
     if not wrong:
-        return [Finding(OK, "service selector",
-                        f"the selector {_labels_text(selector)} picks the Pods of {pods.source} "
-                        f"(their labels: {_labels_text(pods.labels)}).")]
-    return [Finding(ERROR, "service selector",
-                    f"the Service selects {_labels_text(selector)} but the Pods of {pods.source} are labelled "
-                    f"{_labels_text(pods.labels)}: {'; '.join(wrong)}. The Service gets no endpoints, so every "
-                    "connection to it is refused or times out, while the Pods run fine.",
+        return [Finding(OK, f"the selector {labels_text(selector)} picks the Pods of {pods.source} "
+                            f"(their labels: {labels_text(pods.labels)}).", check=check)]
+    return [Finding(ERROR, f"the Service selects {labels_text(selector)} but the Pods of {pods.source} are "
+                           f"labelled {labels_text(pods.labels)}: {'; '.join(wrong)}. The Service gets no "
+                           "endpoints, so every connection to it is refused or times out, while the Pods run fine.",
                     "Copy the Pod template's labels into the Service's spec.selector (one stable label such as "
-                    "app.kubernetes.io/name is enough); the Pods need not change.")]
+                    "app.kubernetes.io/name is enough); the Pods need not change.", check)]
 
 
 def _deployment_selector_findings(workload: dict) -> list[Finding]:
@@ -217,29 +168,30 @@ def _deployment_selector_findings(workload: dict) -> list[Finding]:
         return []
     selector = (workload.get("spec") or {}).get("selector")
     labels = pod_shape(workload).labels
+    check = "deployment selector"
     if not selector:
-        return [Finding(ERROR, "deployment selector",
-                        f"{_describe(workload)} has no spec.selector; apps/v1 requires one.",
-                        f"Add spec.selector.matchLabels with the template's labels, e.g. {_labels_text(labels)}.")]
+        return [Finding(ERROR, f"{describe(workload)} has no spec.selector; apps/v1 requires one.",
+                        f"Add spec.selector.matchLabels with the template's labels, e.g. {labels_text(labels)}.",
+                        check)]
     wrong = label_selector_mismatches(selector, labels)
     if not wrong:
-        return [Finding(OK, "deployment selector",
-                        f"{_describe(workload)} owns its Pods: its selector matches its template labels.")]
-    return [Finding(ERROR, "deployment selector",
-                    f"{_describe(workload)}'s selector does not match its own Pod template ({'; '.join(wrong)}). "
-                    "The API server refuses it (`selector` does not match template `labels`).",
+        return [Finding(OK, f"{describe(workload)} owns its Pods: its selector matches its template labels.",
+                        check=check)]
+    return [Finding(ERROR, f"{describe(workload)}'s selector does not match its own Pod template "
+                           f"({'; '.join(wrong)}). The API server refuses it (`selector` does not match "
+                           "template `labels`).",
                     "Make spec.selector.matchLabels a subset of spec.template.metadata.labels. The selector of "
-                    "an existing Deployment cannot be changed: delete and re-create it if you must.")]
+                    "an existing Deployment cannot be changed: delete and re-create it if you must.", check)]
 
 
 def _namespace_findings(service: dict, pods: PodShape) -> list[Finding]:
     svc_ns = (service.get("metadata") or {}).get("namespace")
     if pods.namespace is None or svc_ns == pods.namespace:
         return []
-    return [Finding(ERROR, "namespace",
-                    f"the Service is in namespace {svc_ns or '(none: the kubeconfig default)'} but "
-                    f"{pods.source} is in {pods.namespace}: a selector only picks Pods of the Service's own namespace.",
-                    f"Put both in the same namespace (metadata.namespace: {pods.namespace}).")]
+    return [Finding(ERROR, f"the Service is in namespace {svc_ns or '(none: the kubeconfig default)'} but "
+                           f"{pods.source} is in {pods.namespace}: a selector only picks Pods of the Service's "
+                           "own namespace.",
+                    f"Put both in the same namespace (metadata.namespace: {pods.namespace}).", "namespace")]
 
 
 # -- ports --------------------------------------------------------------------
@@ -269,16 +221,15 @@ def vllm_listen_port(container: dict) -> int | None:
         m = re.search(r"--port[= ](\d+)", word)  # `sh -c "vllm serve … --port 8000"`
         if m:
             return int(m.group(1))
-    return VLLM_DEFAULT_PORT
+    return DEFAULT_PORT
 
 
 def resolve_target_port(service_port: dict, pods: PodShape) -> tuple[int | None, str]:
     """The Pod port a Service port sends traffic to, and how it was found.
 
-    ``targetPort`` defaults to ``port``; a string is looked up among the
-    containers' named ports (Kubernetes docs, "Service": "Port definitions in
-    Pods have names, and you can reference these names in the targetPort
-    attribute of a Service").
+    ``targetPort`` defaults to ``port``; a string is looked up among the containers' named
+    ports (Kubernetes docs, "Service": "Port definitions in Pods have names, and you can
+    reference these names in the targetPort attribute of a Service").
     """
     target = service_port.get("targetPort", service_port.get("port"))
     if isinstance(target, str) and not target.isdigit():
@@ -294,38 +245,36 @@ def _port_findings(service: dict, pods: PodShape) -> list[Finding]:
     ports = (service.get("spec") or {}).get("ports") or []
     declared = container_ports(pods)
     names = [n for _, n, _, _ in declared if n]
-    vllm_ports = {c.get("name", "?"): p for c in pods.containers if (p := vllm_listen_port(c)) is not None}
-    findings = []
+    listening = [p for c in pods.containers if (p := vllm_listen_port(c)) is not None]
+    check = "targetPort"
     if not ports:
-        return [Finding(ERROR, "targetPort", "the Service has no ports.", "Add spec.ports with port 8000 and targetPort http.")]
+        return [Finding(ERROR, "the Service has no ports.", "Add spec.ports with port 8000 and targetPort http.",
+                        check)]
+    findings = []
     for sp in ports:
         label = f"port {sp.get('name') + ' ' if sp.get('name') else ''}{sp.get('port')}"
         number, how = resolve_target_port(sp, pods)
         if number is None:
             findings.append(Finding(
-                ERROR, "targetPort",
-                f"Service {label} sends traffic to targetPort {sp.get('targetPort')!r}, but {how} "
-                f"(the named ports are: {', '.join(names) or 'none'}). The EndpointSlices list the Pods "
-                "without this port, and connections fail.",
+                ERROR, f"Service {label} sends traffic to targetPort {sp.get('targetPort')!r}, but {how} "
+                       f"(the named ports are: {', '.join(names) or 'none'}). The EndpointSlices list the Pods "
+                       "without this port, and connections fail.",
                 f"Set targetPort to one of {', '.join(repr(n) for n in names) or 'the containerPort numbers'} "
                 "(by name, so the Service follows if the number changes), or name the containerPort "
-                f"{sp.get('targetPort')!r}."))
-            continue
-        listening = [v for v in vllm_ports.values()]
-        if listening and number not in listening:
+                f"{sp.get('targetPort')!r}.", check))
+        elif listening and number not in listening:
             findings.append(Finding(
-                ERROR, "targetPort",
-                f"Service {label} sends traffic to Pod port {number} ({how}), but vLLM listens on "
-                f"{', '.join(map(str, listening))} (its --port). Connections are refused.",
-                f"Point targetPort at the port vLLM listens on ({listening[0]}), best by the containerPort's name."))
+                ERROR, f"Service {label} sends traffic to Pod port {number} ({how}), but vLLM listens on "
+                       f"{', '.join(map(str, listening))} (its --port). Connections are refused.",
+                f"Point targetPort at the port vLLM listens on ({listening[0]}), best by the containerPort's "
+                "name.", check))
         elif declared and number not in [n for _, _, n, _ in declared]:
             findings.append(Finding(
-                WARNING, "targetPort",
-                f"Service {label} sends traffic to Pod port {number} ({how}); no container declares it. "
-                "Kubernetes still forwards there, so it works only if a process listens on it.",
-                "Declare the port in the container's ports with a name and use that name as targetPort."))
+                WARNING, f"Service {label} sends traffic to Pod port {number} ({how}); no container declares it. "
+                         "Kubernetes still forwards there, so it works only if a process listens on it.",
+                "Declare the port in the container's ports with a name and use that name as targetPort.", check))
         else:
-            findings.append(Finding(OK, "targetPort", f"Service {label} reaches Pod port {number}: {how}."))
+            findings.append(Finding(OK, f"Service {label} reaches Pod port {number}: {how}.", check=check))
     return findings
 
 
@@ -344,10 +293,9 @@ def dns_names(service: dict | str, namespace: str | None = None,
     """The DNS names of a Service, shortest first, each with where it resolves.
 
     A Pod's ``/etc/resolv.conf`` searches ``<ns>.svc.<domain> svc.<domain> <domain>``
-    (Kubernetes docs, "DNS for Services and Pods"), so the short forms are the
-    FQDN with parts left off. Named ports also get SRV records
-    ``_<port>._<proto>.<svc>.<ns>.svc.<domain>``. None of these resolve on your
-    laptop: cluster DNS serves only the cluster (use a port-forward).
+    (Kubernetes docs, "DNS for Services and Pods"), so the short forms are the FQDN with
+    parts left off. Named ports also get SRV records ``_<port>._<proto>.<svc>.<ns>.svc.<domain>``.
+    None of these resolve on your laptop: cluster DNS serves only the cluster (use a port-forward).
     """
     if isinstance(service, dict):
         meta = service.get("metadata") or {}
@@ -357,12 +305,12 @@ def dns_names(service: dict | str, namespace: str | None = None,
         name, ports = service, []
     if not name or not namespace:
         raise InputError("A Service's DNS name needs both its name and its namespace.",
-                         "Pass the Service manifest (with metadata.namespace) or namespace='ai-platform'.")
+                         f"Pass the Service manifest (with metadata.namespace) or namespace='{system().namespace}'.")
     fqdn = f"{name}.{namespace}.svc.{cluster_domain}"
     names = [
         DnsName(name, f"Pods in namespace {namespace} only (the search list adds {namespace}.svc.{cluster_domain})"),
-        DnsName(f"{name}.{namespace}", "Pods in any namespace (the search list adds svc." + cluster_domain + ")"),
-        DnsName(f"{name}.{namespace}.svc", "Pods in any namespace (the search list adds " + cluster_domain + ")"),
+        DnsName(f"{name}.{namespace}", f"Pods in any namespace (the search list adds svc.{cluster_domain})"),
+        DnsName(f"{name}.{namespace}.svc", f"Pods in any namespace (the search list adds {cluster_domain})"),
         DnsName(fqdn, "Pods in any namespace, without the search list; the name to put in configuration"),
     ]
     for p in ports:
@@ -382,13 +330,12 @@ def service_env_vars(service: dict | str, ports: list[dict] | None = None,
                      cluster_ip: str = "<ClusterIP>") -> dict[str, str]:
     """The environment variables the kubelet injects into Pods for this Service.
 
-    Names and value shapes follow the kubelet (pkg/kubelet/envvars/envvars.go;
-    Kubernetes docs, "Service" → "Environment variables"): ``{P}_SERVICE_HOST``,
-    ``{P}_SERVICE_PORT``, ``{P}_SERVICE_PORT_{PORTNAME}`` per named port, and
-    the Docker-link ones ``{P}_PORT=tcp://IP:port`` (first port) and
-    ``{P}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]``. A headless Service
-    (``clusterIP: None``) injects nothing. Given only a name, the course's one
-    port (``http``, 8000/TCP) is assumed.
+    Names and value shapes follow the kubelet (pkg/kubelet/envvars/envvars.go; Kubernetes
+    docs, "Service" → "Environment variables"): ``{P}_SERVICE_HOST``, ``{P}_SERVICE_PORT``,
+    ``{P}_SERVICE_PORT_{PORTNAME}`` per named port, and the Docker-link ones
+    ``{P}_PORT=tcp://IP:port`` (first port) and ``{P}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR]``.
+    A headless Service (``clusterIP: None``) injects nothing. Given only a name, the
+    course's one port (``http``, 8000/TCP) is assumed.
     """
     if isinstance(service, dict):
         name = (service.get("metadata") or {}).get("name", "")
@@ -399,7 +346,7 @@ def service_env_vars(service: dict | str, ports: list[dict] | None = None,
         cluster_ip = spec.get("clusterIP") or cluster_ip
     else:
         name = service
-        ports = ports if ports is not None else [{"name": "http", "port": VLLM_DEFAULT_PORT, "protocol": "TCP"}]
+        ports = ports if ports is not None else [{"name": "http", "port": DEFAULT_PORT, "protocol": "TCP"}]
     if not name or not ports:
         return {}
     p = env_prefix(name)
@@ -423,55 +370,52 @@ def service_env_vars(service: dict | str, ports: list[dict] | None = None,
 def env_var_findings(service: dict | str, pods: PodShape | None = None) -> list[Finding]:
     """Warn when the variables injected for this Service meet vLLM's own ``VLLM_*`` variables.
 
-    * An exact hit (a Service named ``vllm`` → ``VLLM_PORT=tcp://…``) is an
-      error: vLLM reads ``VLLM_PORT`` as the base of its internal ports and
-      0.32.0 stops with "VLLM_PORT 'tcp://…' appears to be a URI. This may be
-      caused by a Kubernetes service discovery issue" (vllm/envs.py).
-    * Any other ``VLLM_`` name is a warning: vLLM 0.32.0 logs "Unknown vLLM
-      environment variable detected" for each (fatal with
-      ``--fail-on-environ-validation``).
+    * An exact hit (a Service named ``vllm`` → ``VLLM_PORT=tcp://…``) is an error: vLLM
+      reads ``VLLM_PORT`` as the base of its internal ports and 0.32.0 stops with
+      "VLLM_PORT 'tcp://…' appears to be a URI. This may be caused by a Kubernetes service
+      discovery issue" (vllm/envs.py).
+    * Any other ``VLLM_`` name is a warning: vLLM 0.32.0 logs "Unknown vLLM environment
+      variable detected" for each (fatal with ``--fail-on-environ-validation``).
 
     ``enableServiceLinks: false`` in the Pod spec turns the injection off.
     """
     name = service if isinstance(service, str) else (service.get("metadata") or {}).get("name", "")
     injected = service_env_vars(service)
+    check = "env vars"
     if pods is not None and not pods.enable_service_links:
-        return [Finding(OK, "env vars",
-                        f"{pods.source} sets enableServiceLinks: false, so no {env_prefix(name)}_* variables "
-                        "are injected (DNS names work the same).")]
+        return [Finding(OK, f"{pods.source} sets enableServiceLinks: false, so no {env_prefix(name)}_* variables "
+                            "are injected (DNS names work the same).", check=check)]
     hits = sorted(n for n in injected if n in VLLM_COLLIDABLE_ENV_VARS)
     vllm_like = sorted(n for n in injected if n.startswith("VLLM_") and n not in VLLM_COLLIDABLE_ENV_VARS)
     if hits:
         shown = ", ".join(f"{n}={injected[n]}" for n in hits)
-        return [Finding(ERROR, "env vars",
-                        f"a Service named {name!r} makes Kubernetes inject {shown} into every Pod started "
-                        "after it in the namespace; vLLM reads that variable itself and stops at start-up "
-                        "(\"VLLM_PORT 'tcp://…' appears to be a URI … Kubernetes service discovery issue\").",
-                        "Rename the Service (the course uses vllm-qwen25-coder-7b), and set "
-                        "enableServiceLinks: false in the Pod spec.")]
+        return [Finding(ERROR, f"a Service named {name!r} makes Kubernetes inject {shown} into every Pod started "
+                               "after it in the namespace; vLLM reads that variable itself and stops at start-up "
+                               "(\"VLLM_PORT 'tcp://…' appears to be a URI … Kubernetes service discovery issue\").",
+                        f"Rename the Service (the course uses {system().service}), and set "
+                        "enableServiceLinks: false in the Pod spec.", check)]
     if vllm_like:
-        return [Finding(WARNING, "env vars",
-                        f"the Service name {name!r} makes Kubernetes inject {len(vllm_like)} VLLM_* variables "
-                        f"({', '.join(vllm_like[:3])}, …) that vLLM does not know; vLLM 0.32 logs "
-                        "\"Unknown vLLM environment variable detected\" for each (fatal with "
-                        "--fail-on-environ-validation).",
+        return [Finding(WARNING, f"the Service name {name!r} makes Kubernetes inject {len(vllm_like)} VLLM_* "
+                                 f"variables ({', '.join(vllm_like[:3])}, …) that vLLM does not know; vLLM 0.32 "
+                                 "logs \"Unknown vLLM environment variable detected\" for each (fatal with "
+                                 "--fail-on-environ-validation).",
                         "Harmless otherwise; set enableServiceLinks: false in the Deployment's Pod spec to "
-                        "stop the injection (clients use the DNS name anyway).")]
-    return [Finding(OK, "env vars", f"the injected {env_prefix(name)}_* variables collide with nothing vLLM reads.")]
+                        "stop the injection (clients use the DNS name anyway).", check)]
+    return [Finding(OK, f"the injected {env_prefix(name)}_* variables collide with nothing vLLM reads.",
+                    check=check)]
 
 
 # -- the one call the notebook makes ---------------------------------------------
 def selector_report(service: dict, pod_template_or_deployment: dict) -> Report:
     """Check that ``service`` reaches the Pods of ``pod_template_or_deployment``.
 
-    Checks, each explained with its fix: the namespace; the Service selector
-    against the Pod template labels; every ``targetPort`` against the
-    containers' ports (by name or number) and vLLM's ``--port``; the
-    Deployment's own selector against its template; the injected environment
-    variables against vLLM's.
+    Checks, each explained with its fix: the namespace; the Service selector against the
+    Pod template labels; every ``targetPort`` against the containers' ports (by name or
+    number) and vLLM's ``--port``; the Deployment's own selector against its template; the
+    injected environment variables against vLLM's.
     """
     if not isinstance(service, dict) or service.get("kind") != "Service":
-        got = _describe(service) if isinstance(service, dict) else type(service).__name__
+        got = describe(service) if isinstance(service, dict) else type(service).__name__
         raise InputError(f"Expected a Service, got {got}.",
                          "Load it with llmserve.world.manifests.load_one('base/vllm-service.yaml').")
     pods = pod_shape(pod_template_or_deployment)
@@ -480,7 +424,18 @@ def selector_report(service: dict, pod_template_or_deployment: dict) -> Report:
                 + _port_findings(service, pods)
                 + _deployment_selector_findings(pod_template_or_deployment)
                 + env_var_findings(service, pods))
-    return Report(f"{_describe(service)} → {pods.source}", tuple(findings))
+    return Report(f"{describe(service)} → {pods.source}", tuple(findings), ok_text=REACHES)
+
+
+def own_findings(report: Report, baseline: Report) -> Report:
+    """The findings of ``report`` that ``baseline`` does not have: what this Service changes.
+
+    The lab checks each broken example against the same Pods as the course's own Service
+    (the baseline) and shows only the difference, so a warning both share (the injected
+    ``VLLM_*`` variables of the same name) is not repeated under every example.
+    """
+    shared = set(baseline.findings)
+    return Report(report.subject, tuple(f for f in report.findings if f not in shared), report.ok_text)
 
 
 def parse_selector(text: str) -> dict:
@@ -490,6 +445,29 @@ def parse_selector(text: str) -> dict:
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
             raise InputError(f"{part!r} is not a key=value label.",
-                             "Write labels as key=value, separated by commas, e.g. app.kubernetes.io/name=vllm-qwen25-coder-7b.")
+                             "Write labels as key=value, separated by commas, e.g. "
+                             f"app.kubernetes.io/name={system().service}.")
         out[key.strip()] = value.strip()
     return out
+
+
+# -- the same by hand -------------------------------------------------------------------
+def kubectl_commands(service: dict) -> dict[str, str]:
+    """The ``kubectl`` command that does by hand what each live cell of the lab does.
+
+    Keys: ``apply``, ``endpoints``, ``wait``, ``forward``, ``health``, ``models``.
+    """
+    meta = service.get("metadata") or {}
+    name, ns = meta.get("name", system().service), meta.get("namespace", system().namespace)
+    port = ((service.get("spec") or {}).get("ports") or [{}])[0]
+    port_ref = port.get("name") or port.get("port", DEFAULT_PORT)
+    local = port.get("port", DEFAULT_PORT)
+    slices = f"kubectl get endpointslices -n {ns} -l kubernetes.io/service-name={name}"
+    return {
+        "apply": "kubectl apply -f manifests/base/vllm-service.yaml",
+        "endpoints": slices + " -o wide",
+        "wait": slices + " -w",
+        "forward": f"kubectl port-forward -n {ns} service/{name} {local}:{port_ref}",
+        "health": f"curl -s -o /dev/null -w '%{{http_code}}\\n' http://127.0.0.1:{local}/health",
+        "models": f"curl -s http://127.0.0.1:{local}/v1/models -H \"Authorization: Bearer $VLLM_API_KEY\"",
+    }

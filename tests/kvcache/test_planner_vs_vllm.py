@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llmserve.kvcache.planner import CPU_DEFAULT_BLOCK_SIZE, cpu_kv_cache_bytes, plan_from_kv_bytes
-from llmserve.serving.local_vllm import measure_kv_capacity
+from llmserve.core.vllm import CPU_DEFAULT_BLOCK_SIZE
+from llmserve.kvcache.planner import cpu_kv_cache_bytes, plan_from_kv_bytes
+from llmserve.serving.engine import measure_kv_capacity
 from llmserve.serving.tinymodel import TINY, TINY_WIDE, ensure_tiny_model
 
 # Skipped by tests/conftest.py when .venv-vllm is missing (outside CI).

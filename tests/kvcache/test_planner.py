@@ -7,23 +7,25 @@ vllm/v1/core/kv_cache_utils.py get_kv_cache_config_from_groups (num_blocks = mem
 get_kv_cache_configs / _check_enough_kv_cache_memory (null block held back; the ValueError text),
 get_max_concurrency_for_kv_cache_config and get_kv_cache_capacity (concurrency, tokens),
 vllm/platforms/cpu.py (VLLM_CPU_KVCACHE_SPACE × GiB; CPU block size 128).
-Per-token sizes: /work/shared/facts.md (57,344 B for Qwen2.5-Coder-7B bf16, 512 KiB for Llama-2-7B).
+Per-token sizes from the models' config.json, by hand (tests/kvcache/test_formula.py):
+57,344 B for Qwen2.5-Coder-7B in bf16, 512 KiB for Llama-2-7B.
 """
 from __future__ import annotations
 
 import pytest
 
 from llmserve.core.errors import InputError
-from llmserve.kvcache.formula import LLAMA2_7B, QWEN25_CODER_7B, ModelShape
-from llmserve.kvcache.planner import (GiB, WEIGHT_ESTIMATES_GIB, bytes_per_block, cpu_kv_cache_bytes,
-                                      format_gib, parse_startup_log, plan, plan_from_kv_bytes,
-                                      plan_inputs_from_log)
+from llmserve.core.quantity import GIB as GiB
+from llmserve.core.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
+from llmserve.kvcache.formula import LLAMA2_7B, QWEN25_CODER_7B, QWEN25_CODER_7B_AWQ, ModelShape, weight_bytes
+from llmserve.kvcache.planner import (bytes_per_block, cpu_kv_cache_bytes, format_gib, parse_startup_log, plan,
+                                      plan_from_kv_bytes, plan_inputs_from_log, size_text)
 
 TINY = ModelShape("tiny", layers=2, attention_heads=4, kv_heads=2, head_dim=64, hidden_size=256)
 
 
-def test_bytes_per_block_matches_facts():
-    # facts.md: 57,344 B per token → a 16-token block is 16 × 57,344 = 917,504 B.
+def test_bytes_per_block_by_hand():
+    # 57,344 B per token → a 16-token block is 16 × 57,344 = 917,504 B.
     assert bytes_per_block(QWEN25_CODER_7B, "bf16", 16) == 917_504
     # Llama-2-7B: 512 KiB per token → 8 MiB per 16-token block.
     assert bytes_per_block(LLAMA2_7B, "bf16", 16) == 8 * 2**20
@@ -62,8 +64,7 @@ def test_budget_is_fraction_of_total_memory_rounded_up():
 
 
 def test_estimates_are_marked_and_measured_figures_replace_them():
-    est = plan(80, 0.9, QWEN25_CODER_7B, "bf16", 8192, weights_gib=WEIGHT_ESTIMATES_GIB[
-        "Qwen2.5-Coder-7B-Instruct-AWQ"])
+    est = plan(80, 0.9, QWEN25_CODER_7B, "bf16", 8192, weights_gib=weight_bytes(QWEN25_CODER_7B_AWQ) / GiB)
     assert set(est.estimated_parts) == {"activation peak", "non-torch memory", "CUDA graphs"}
     assert est.weights.source == "measured"
     meas = plan(80, 0.9, QWEN25_CODER_7B, "bf16", 8192, weights_gib=5.3, activation_peak_gib=2.0,
@@ -71,7 +72,7 @@ def test_estimates_are_marked_and_measured_figures_replace_them():
     assert meas.estimated_parts == ()
     # The parts add up: budget − weights − overhead = KV memory.
     assert meas.kv_memory == meas.budget - meas.weights.bytes - meas.overhead_bytes
-    # bf16 weights default to parameters × 2 bytes: 7,615,616,512 × 2 B ≈ 14.19 GiB (facts.md: ≈14.2).
+    # bf16 weights default to parameters × 2 bytes: 7,615,616,512 × 2 B ≈ 14.19 GiB.
     bf16 = plan(80, 0.9, QWEN25_CODER_7B, "bf16", 8192)
     assert bf16.weights.source == "estimated"
     assert bf16.weights.bytes == 15_231_233_024
@@ -101,7 +102,7 @@ def test_null_block_is_held_back_in_the_fit_check():
 
 
 def test_too_small_message_uses_vllm_wording():
-    # 1 GiB of cache, Qwen 7B bf16, 32,768 tokens: needs 2,048 blocks × 917,504 B = 1.75 GiB (facts.md).
+    # 1 GiB of cache, Qwen 7B bf16, 32,768 tokens: needs 2,048 blocks × 917,504 B = 1.75 GiB.
     # Usable after the null block: 2**30 − 917,504 = 1,072,824,320 B → "1.0" GiB as vLLM rounds it;
     # that holds 1,169 whole blocks → the estimated maximum length is 1,169 × 16 = 18,704 tokens.
     p = plan_from_kv_bytes(GiB, QWEN25_CODER_7B, "bf16", 32768)
@@ -156,6 +157,46 @@ def test_bad_utilization(util):
 
 def test_utilization_one_is_allowed():
     assert plan(80, 1.0, QWEN25_CODER_7B, "bf16", 8192).budget == 80 * GiB
+
+
+def test_awq_preset_weights_are_the_checkpoint_size_and_an_estimate():
+    # Without a logged figure the AWQ build's weights are its checkpoint's tensors (5.19 GiB,
+    # test_formula.py adds them up), labelled as an estimate until vLLM's log replaces them.
+    p = plan(24, 0.9, QWEN25_CODER_7B_AWQ, "auto", 8192)
+    assert p.weights.bytes == 5_570_747_392 and p.weights.source == "estimated"
+    assert "weights" in p.estimated_parts and "Model loading took" in p.weights.note
+    # The default utilization quoted in the error's fix is the one vLLM 0.32 uses.
+    with pytest.raises(InputError, match=str(DEFAULT_GPU_MEMORY_UTILIZATION)):
+        plan(24, 2, QWEN25_CODER_7B_AWQ, "auto", 8192)
+
+
+def test_summary_shows_a_small_cache_in_mib_not_as_zero_gib():
+    # The stack lab's local engine has a few MiB of cache: "0.00 GiB = 17 blocks" told a reader nothing.
+    p = plan_from_kv_bytes(17 * 131_072, ModelShape("tiny", layers=2, attention_heads=4, kv_heads=2,
+                                                    head_dim=64, hidden_size=256),
+                           "bf16", 1000, block_size=128, device="CPU")
+    lines = p.summary().splitlines()
+    assert lines[0] == "KV cache memory given: 2.12 MiB (2,228,224 bytes)"
+    assert lines[1] == "  = 17 blocks × 131,072 B (a block holds 128 tokens of every layer)"
+    assert lines[2] == p.log_line()
+    assert size_text(3 * GiB // 2) == "1.50 GiB" and size_text(512) == "512 B"
+
+
+def test_summary_of_a_gpu_plan_adds_up_in_gib():
+    p = plan(80, 0.5, LLAMA2_7B, "bf16", 4096, weights_gib=6, activation_peak_gib=1,
+             non_torch_gib=0.5, cuda_graph_gib=0.5)
+    assert p.summary().splitlines() == [
+        "Budget: 80 GiB × 0.5 = 40.00 GiB",
+        "  − weights: 6.00 GiB (measured)",
+        "  − activation peak: 1.00 GiB (measured)",
+        "  − non-torch memory: 0.50 GiB (measured)",
+        "  − CUDA graphs: 0.50 GiB (measured)",
+        "= KV cache memory: 32.00 GiB",
+        "  = 4,096 blocks × 8,388,608 B (a block holds 16 tokens of every layer)",
+        p.log_line(),
+    ]
+    refused = plan_from_kv_bytes(GiB, QWEN25_CODER_7B, "bf16", 32768)
+    assert refused.summary().splitlines()[-1] == "Does not start: " + refused.message
 
 
 @pytest.mark.parametrize("kwargs", [dict(gpu_memory_gib=-1), dict(gpu_memory_gib=0), dict(weights_gib=-2),

@@ -29,6 +29,11 @@ def test_blocks_round_up(tokens, blocks):
     assert paging.blocks_for(tokens, 16) == blocks
 
 
+def test_default_block_is_vllms_gpu_block():
+    # Without a block size, paging uses 16-token blocks, as vLLM does on a GPU.
+    assert paging.blocks_for(17) == 2 and paging.paged([17]).reserved_tokens == 32
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_paging_invariants(seed):
     lengths = paging.sample_lengths(200, 8192, seed=seed)

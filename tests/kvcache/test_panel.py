@@ -1,24 +1,22 @@
-"""The KV-cache chapter's panels and figures (llmserve/panels/kvcache.py, llmserve/plots/kvcache.py).
+"""The KV-cache chapter's panels (llmserve/kvcache/panel.py).
 
-The planner numbers themselves are tested by the vllm engineer (tests/test_planner*.py);
+The planner's numbers are tested in test_planner.py and test_planner_vs_vllm.py;
 here: the panel renders at creation, reacts, and turns every invalid input into a
 message (house rule: a CourseError's text, never a traceback).
 """
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
-from matplotlib.figure import Figure
 
 from llmserve.core.errors import CourseError
-from llmserve.kvcache import measure, paging
-from llmserve.panels import kvcache as panels
-from llmserve.plots import kvcache as plots
+from llmserve.kvcache import panel as panels
 
 
 def text(h: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", h))
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", h)))
 
 
 @pytest.mark.parametrize("preset", list(panels.PLANNER_PRESETS))
@@ -84,18 +82,15 @@ def test_planner_panel_renders_at_creation_and_shows_errors_as_messages():
 def test_paging_panel_renders_and_reacts():
     panel = panels.paging_panel(n_requests=50)
     out = panel.children[-1]
-    assert "data:image/png" in out.value and "requests fit" in text(out.value)
+    assert "data:image/png" in out.value and "requests fit at once" in text(out.value)
+    assert "as if they were in memory at once" in text(out.value)
     panel.children[3].value = 1.0
     assert "fit" in out.value
     with pytest.raises(CourseError):
         panels.paging_html(10, 8192, 0, 100, 100)
 
 
-def test_figures_are_built_from_data():
-    assert isinstance(plots.growth(measure.measure_growth(new_tokens=8)), Figure)
-    assert isinstance(plots.timing(measure.time_decode((16, 32), repeats=1)), Figure)
-    cmp = paging.compare(paging.sample_lengths(50, 4096), 4096, 2**30)
-    assert isinstance(plots.paging(cmp), Figure)
-    copy, rows = measure.bandwidth_table((1,), (32,), device="cpu", copy_nbytes=1 << 20, repeats=1,
-                                         dtype="fp32", heads=4, kv_heads=2, head_dim=8)
-    assert isinstance(plots.bandwidth(copy, rows), Figure)
+def test_awq_preset_shows_its_weights_as_a_computed_estimate():
+    out = text(panels.planner_html(24, 0.9, "Qwen2.5-Coder-7B-Instruct-AWQ", "auto", 8192))
+    assert "− weights 5.19 GiB estimated: the AWQ checkpoint's tensors" in out
+    assert "Estimated, not measured: weights, activation peak" in out

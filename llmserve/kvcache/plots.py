@@ -1,4 +1,6 @@
-"""Figures of the KV-cache chapter (notebooks/kv-cache-lab.ipynb), layer 3: presentation.
+"""Figures of the KV-cache chapter (notebooks/kv-cache-lab.ipynb and its paging panel).
+
+Presentation.
 
 Each function takes data returned by :mod:`llmserve.kvcache.measure` or
 :mod:`llmserve.kvcache.paging` and returns a closed matplotlib ``Figure``
@@ -12,11 +14,9 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from llmserve.core.quantity import GIB
 from llmserve.kvcache.measure import BytesRow, CopyResult, DecodeAttentionRow, TimingResult, cumulative_cost
 from llmserve.kvcache.paging import Comparison
-
-MiB = 1 << 20
-GiB = 1 << 30
 
 
 def _done(fig: Figure) -> Figure:
@@ -76,27 +76,31 @@ def timing(result: TimingResult) -> Figure:
 
 
 def paging(cmp: Comparison) -> Figure:
-    """Left: KV memory reserved vs used by both schemes. Right: requests that fit in the budget."""
+    """Left: KV memory all the requests would reserve at once, against the cache. Right: how many fit."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     schemes = [cmp.contiguous, cmp.paged]
     names = [f"contiguous\n(reserve {cmp.max_model_len:,})", f"paged\n({cmp.block_size}-token blocks)"]
-    used = [s.used_bytes / GiB for s in schemes]
-    wasted = [s.wasted_bytes / GiB for s in schemes]
-    ax1.bar(names, used, color="C0", label="used by tokens")
-    ax1.bar(names, wasted, bottom=used, color="C1", alpha=0.6, label="reserved, never used")
+    used = [s.used_bytes / GIB for s in schemes]
+    wasted = [s.wasted_bytes / GIB for s in schemes]
+    ax1.bar(names, used, color="C0", label="filled by tokens")
+    ax1.bar(names, wasted, bottom=used, color="C1", alpha=0.6, label="reserved, never filled")
     for i, s in enumerate(schemes):
-        ax1.annotate(f"{s.waste_fraction:.1%} wasted", (i, (s.reserved_bytes) / GiB), textcoords="offset points",
-                     xytext=(0, 3), ha="center", fontsize=8)
+        ax1.annotate(f"{s.waste_fraction:.1%} never filled", (i, s.reserved_bytes / GIB),
+                     textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+    budget = cmp.budget_bytes / GIB
+    ax1.axhline(budget, color="k", ls="--", lw=1, label=f"the KV cache: {budget:.1f} GiB")
+    ax1.set_ylim(0, max(s.reserved_bytes for s in schemes) / GIB * 1.12)   # room for the labels
     ax1.set_ylabel("GiB of KV cache")
-    ax1.set_title(f"{len(cmp.lengths)} requests, mean {cmp.mean_length:,.0f} tokens ({cmp.model}, {cmp.dtype})",
-                  fontsize=9)
+    ax1.set_title(f"All {len(cmp.lengths)} requests at once (mean {cmp.mean_length:,.0f} tokens; "
+                  f"{cmp.model}, {cmp.dtype})", fontsize=9)
     ax1.legend(fontsize=8)
     ax1.grid(axis="y", alpha=0.3)
     ax2.bar(["contiguous", "paged"], [cmp.fit_contiguous, cmp.fit_paged], color=["C1", "C0"])
     for i, v in enumerate([cmp.fit_contiguous, cmp.fit_paged]):
         ax2.annotate(str(v), (i, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=9)
+    ax2.set_ylim(0, max(cmp.fit_contiguous, cmp.fit_paged, 1) * 1.12)
     ax2.set_ylabel("requests held at once")
-    ax2.set_title(f"in a {cmp.budget_bytes / GiB:.1f} GiB KV budget", fontsize=9)
+    ax2.set_title(f"What fits in the {budget:.1f} GiB cache together", fontsize=9)
     ax2.grid(axis="y", alpha=0.3)
     return _done(fig)
 

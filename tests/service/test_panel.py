@@ -1,9 +1,8 @@
-"""The Service chapter's selector-checker panel: renders at creation, reacts, never shows a traceback."""
+"""service.panel: the selector checker renders at creation, reacts, never shows a traceback."""
 from __future__ import annotations
 
+from llmserve.service import panel, rules
 from llmserve.world import manifests
-
-from llmserve.panels import service as panel
 
 
 def _widgets(box):
@@ -41,3 +40,10 @@ def test_bad_input_is_a_message_not_a_traceback():
     name, selector, target, out = _widgets(panel.selector_checker())
     selector.value = "app"
     assert "Input problem" in out.value and "Traceback" not in out.value
+
+
+def test_verdict_counts_problems_and_keeps_every_finding():
+    bad = manifests.load_one("examples/service/wrong-selector.yaml")
+    html = panel.verdict_html(rules.selector_report(bad, manifests.load_one("base/vllm-deployment.yaml")))
+    assert "No traffic reaches the Pods (1 problem)" in html
+    assert "service selector" in html and "targetPort" in html and "Fix:" in html
