@@ -27,7 +27,7 @@ from tests.support import REPO
 
 PACKAGE = "llmserve"
 
-PURE_NAMES = {"rules", "budgets", "formula", "paging", "planner", "diagnose", "catalogue", "checks",
+PURE_NAMES = {"rules", "routes", "budgets", "formula", "paging", "planner", "diagnose", "catalogue", "checks",
               "order", "workload", "stats", "policy", "alerts", "scaling"}
 PRESENTATION_NAMES = {"panel", "plots", "report", "figure"}
 #: Modules a pure rule may not import: each one reaches the outside world or draws.

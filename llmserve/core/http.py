@@ -77,7 +77,8 @@ def get(url: str, path: str = "/health", timeout: float = 5.0, api_key: str | No
     return request(url, path, timeout=timeout, api_key=api_key)
 
 
-def _secret_command() -> str:
+def secret_command() -> str:
+    """The kubectl command that prints the API key from its Secret (in backquotes, for a message)."""
     n = system()
     return (f"`kubectl get secret {n.api_key_secret} -n {n.namespace} "
             "-o jsonpath='{.data.api-key}' | base64 -d`")
@@ -88,11 +89,11 @@ def http_error(url: str, status: int, body: str, api_key: str | None) -> ServerE
     if status == 401:
         if api_key:
             return ServerError(f"{url} answered 401 Unauthorized: the API key you sent is not the server's.",
-                               f"Set VLLM_API_KEY to the key in the Secret {n.api_key_secret}: {_secret_command()}.")
+                               f"Set VLLM_API_KEY to the key in the Secret {n.api_key_secret}: {secret_command()}.")
         return ServerError(f"{url} answered 401 Unauthorized: this vLLM server wants an API key "
                            "(it was started with --api-key or VLLM_API_KEY).",
                            f"Export VLLM_API_KEY with the key from the Secret {n.api_key_secret} and re-run: "
-                           f"{_secret_command()}.")
+                           f"{secret_command()}.")
     if status == 404:
         return ServerError(f"{url} answered 404 Not Found.",
                            "Check the path: vLLM's OpenAI server has /health, /v1/models, /v1/chat/completions.")
