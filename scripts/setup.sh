@@ -62,7 +62,24 @@ if [ "${COURSE_SKIP_VLLM:-0}" != 1 ] && ! stamp_ok .venv-router "vllm-router==$V
   echo "vllm-router==$VLLM_ROUTER_VERSION" > .venv-router/.stamp
 fi
 
-# 5. Debian's programs the labs and tests run for real: a browser (the browser tests,
+# 5. Upstream schemas of the custom resources (KEDA, Prometheus Operator, Gateway API):
+#    the @kubernetes-models npm packages, for tests/manifests/test_custom_resources.py.
+k8s_models="@kubernetes-models/keda@2.0.0 @kubernetes-models/prometheus-operator@6.0.0 @kubernetes-models/gateway-api@2.0.0"
+if ! stamp_ok .cache/k8s-models "$k8s_models"; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi
+    $APT update -qq
+    DEBIAN_FRONTEND=noninteractive $APT install -y -qq -o DPkg::Lock::Timeout=300 nodejs npm >/dev/null
+  fi
+  echo "setup: installing the custom resources' schema models (.cache/k8s-models)"
+  mkdir -p .cache/k8s-models
+  [ -f .cache/k8s-models/package.json ] || echo '{"private": true}' > .cache/k8s-models/package.json
+  # shellcheck disable=SC2086  # the list is words on purpose
+  (cd .cache/k8s-models && npm install --no-audit --no-fund --loglevel=error $k8s_models >/dev/null)
+  echo "$k8s_models" > .cache/k8s-models/.stamp
+fi
+
+# 6. Debian's programs the labs and tests run for real: a browser (the browser tests,
 #    never a downloaded build), nginx (the API gateway of the API-key lab) and
 #    Prometheus with promtool (the observability chapter). The course never uses their
 #    system services: it starts each binary itself on loopback, in a temporary folder.
