@@ -47,6 +47,11 @@ class SystemNames:
     models_read_only: bool
     shm_size: str
     api_key_secret: str
+    run_as_user: int | None         # the Pod's (or container's) securityContext: who must read the weights
+    run_as_group: int | None
+    memory_request: str
+    memory_limit: str
+    cpu_request: str
     service: str
     service_type: str
     service_port: int
@@ -82,11 +87,11 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
 
     pod = dep["spec"]["template"]["spec"]
     containers = pod.get("containers") or []
-    vllm = next((c for c in containers if "vllm" in c.get("image", "")), None)
-    if vllm is None:
+    engine = next((c for c in containers if "vllm" in c.get("image", "")), None)
+    if engine is None:
         raise ManifestError("The Deployment has no container running a vLLM image.",
                             "Keep the vllm/vllm-openai container in manifests/base/vllm-deployment.yaml.")
-    model = arg_value(vllm, "--model")
+    model = arg_value(engine, "--model")
     if model is None:
         raise ManifestError("The vLLM container's args have no --model.",
                             "Pass --model=/models/<model directory> in the Deployment's args.")
@@ -94,18 +99,21 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
     volumes = {v["name"]: v for v in pod.get("volumes") or []}
     claim_volume = next((name for name, v in volumes.items()
                          if (v.get("persistentVolumeClaim") or {}).get("claimName") == pvc["metadata"]["name"]), None)
-    mount = next((m for m in vllm.get("volumeMounts") or [] if m.get("name") == claim_volume), None)
+    mount = next((m for m in engine.get("volumeMounts") or [] if m.get("name") == claim_volume), None)
     if mount is None:
         raise ManifestError(f"No volumeMount of the claim {pvc['metadata']['name']} in the vLLM container.",
                             "Mount the model volume at /models (readOnly: true) in the Deployment.")
-    shm = next((volumes[m["name"]] for m in vllm.get("volumeMounts") or []
+    shm = next((volumes[m["name"]] for m in engine.get("volumeMounts") or []
                 if m.get("mountPath") == "/dev/shm" and m["name"] in volumes), {})
 
-    key_env = next((e for e in vllm.get("env") or [] if e.get("name") == "VLLM_API_KEY"), {})
-    port = (vllm.get("ports") or [{}])[0]
+    key_env = next((e for e in engine.get("env") or [] if e.get("name") == "VLLM_API_KEY"), {})
+    port = (engine.get("ports") or [{}])[0]
     svc_port = (svc["spec"].get("ports") or [{}])[0]
-    limits = (vllm.get("resources") or {}).get("limits") or {}
-    util = arg_value(vllm, "--gpu-memory-utilization")
+    limits = (engine.get("resources") or {}).get("limits") or {}
+    requests = (engine.get("resources") or {}).get("requests") or {}
+    # A container's securityContext wins over the Pod's (the kubelet's rule).
+    security = {**(pod.get("securityContext") or {}), **(engine.get("securityContext") or {})}
+    util = arg_value(engine, "--gpu-memory-utilization")
     return SystemNames(
         namespace=ns["metadata"]["name"],
         pv=pv["metadata"]["name"],
@@ -120,10 +128,10 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
         deployment=dep["metadata"]["name"],
         replicas=int(dep["spec"].get("replicas", 1)),
         strategy=(dep["spec"].get("strategy") or {}).get("type", "RollingUpdate"),
-        container=vllm["name"],
-        image=vllm["image"],
+        container=engine["name"],
+        image=engine["image"],
         model_path=model,
-        served_model_name=arg_value(vllm, "--served-model-name") or model,
+        served_model_name=arg_value(engine, "--served-model-name") or model,
         gpu_memory_utilization=float(util) if util is not None else vllm.DEFAULT_GPU_MEMORY_UTILIZATION,
         container_port=int(port.get("containerPort", 8000)),
         port_name=str(port.get("name", "")),
@@ -132,6 +140,11 @@ def names_from_manifests(objs: list[dict]) -> SystemNames:
         models_read_only=bool(mount.get("readOnly", False)),
         shm_size=str((shm.get("emptyDir") or {}).get("sizeLimit", "")),
         api_key_secret=str(((key_env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name", "")),
+        run_as_user=security.get("runAsUser"),
+        run_as_group=security.get("runAsGroup"),
+        memory_request=str(requests.get("memory", "")),
+        memory_limit=str(limits.get("memory", "")),
+        cpu_request=str(requests.get("cpu", "")),
         service=svc["metadata"]["name"],
         service_type=svc["spec"].get("type", "ClusterIP"),
         service_port=int(svc_port.get("port", 0)),

@@ -1,29 +1,29 @@
-"""The system figure (book/figures/system.svg, drawn by llmserve.plots.system).
+"""The system figure (book/figures/system.svg, drawn by llmserve.system.figure).
 
 Checks: the committed SVG is exactly what the code draws from today's manifests;
 it is well-formed, accessible and self-contained (renders offline); it prints the
-real object names; and the pure name-reading logic follows the documented rules.
+real object names, and a name too long for its box fails loudly. The names
+themselves are read by llmserve.core.names (tests/core/test_names.py).
 """
 from __future__ import annotations
 
-import copy
 import re
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from llmserve.core.errors import ManifestError
-from llmserve.plots import system
+from llmserve.core import names
+from llmserve.system import figure as system
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
-REGENERATE = "run `.venv/bin/python -m llmserve.plots.system` and commit book/figures/system.svg"
+REGENERATE = "run `.venv/bin/python -m llmserve.system.figure` and commit book/figures/system.svg"
 
 
 # --------------------------------------------------------------------------- #
 # The committed file
 # --------------------------------------------------------------------------- #
 def test_committed_figure_is_what_the_code_draws_from_the_manifests():
-    expected = system.build_svg(system.load_names())
+    expected = system.build_svg(names.system())
     committed = system.FIGURE_PATH.read_text(encoding="utf-8")
     assert committed == expected, f"book/figures/system.svg is stale (a manifest or the drawing changed): {REGENERATE}"
 
@@ -73,7 +73,7 @@ def _texts(root) -> str:
 
 
 def test_figure_prints_the_real_object_names(root):
-    n = system.load_names()
+    n = names.system()
     texts = _texts(root)
     for name in (n.namespace, n.pv, n.pvc, n.deployment, n.service, n.image, n.model_path,
                  n.host_model_dir, n.models_mount_path, n.pv_host_path):
@@ -90,92 +90,12 @@ def test_both_paths_are_drawn_in_their_colours_with_every_step(root):
     assert {"1", "2", "3", "4", "5", "6", "P", "A", "B", "C", "D", "E"} <= badges
 
 
-# --------------------------------------------------------------------------- #
-# The pure logic: names from manifest dicts
-# --------------------------------------------------------------------------- #
-def _objects() -> list[dict]:
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns1"}},
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv1"},
-         "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadOnlyMany"],
-                  "hostPath": {"path": "/srv/weights"}, "persistentVolumeReclaimPolicy": "Retain"}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "claim1", "namespace": "ns1"},
-         "spec": {"accessModes": ["ReadOnlyMany"], "volumeName": "pv1",
-                  "resources": {"requests": {"storage": "10Gi"}}}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dep1", "namespace": "ns1"},
-         "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "template": {"spec": {
-             "containers": [{"name": "engine", "image": "vllm/vllm-openai:v0.32.0",
-                             "args": ["--model", "/weights/m1", "--port=8000"],
-                             "ports": [{"name": "http", "containerPort": 8000}],
-                             "volumeMounts": [{"name": "w", "mountPath": "/weights", "readOnly": True}]}],
-             "volumes": [{"name": "w", "persistentVolumeClaim": {"claimName": "claim1", "readOnly": True}}]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc1", "namespace": "ns1"},
-         "spec": {"ports": [{"port": 80, "targetPort": "http"}]}},
-    ]
-
-
-def test_dns_name_follows_the_kubernetes_dns_schema():
-    # https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/ :
-    # a normal Service gets an A record <service>.<namespace>.svc.<cluster-domain>.
-    n = system.names_from_manifests(_objects())
-    assert n.dns_name == "svc1.ns1.svc.cluster.local"
-
-
-def test_host_directory_is_the_hostpath_plus_the_model_path_below_the_mount():
-    # https://kubernetes.io/docs/concepts/storage/volumes/#hostpath : the container sees the
-    # host directory at the mountPath, so /weights/m1 inside is /srv/weights/m1 on the node.
-    n = system.names_from_manifests(_objects())
-    assert n.model_path == "/weights/m1"           # "--model VALUE" form is read too
-    assert n.host_model_dir == "/srv/weights/m1"
-    assert n.models_read_only is True
-
-
-def test_service_type_defaults_to_clusterip_and_strategy_to_rollingupdate():
-    # Service spec.type defaults to ClusterIP; Deployment spec.strategy.type to RollingUpdate
-    # (https://kubernetes.io/docs/concepts/services-networking/service/ ,
-    #  https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#strategy).
-    objs = _objects()
-    del objs[3]["spec"]["strategy"]
-    n = system.names_from_manifests(objs)
-    assert n.service_type == "ClusterIP"
-    assert n.strategy == "RollingUpdate"
-
-
-def test_gpu_memory_utilization_defaults_to_vllm_0_32():
-    # vllm/config/cache.py in vLLM 0.32.0: gpu_memory_utilization Field(default=0.92).
-    n = system.names_from_manifests(_objects())
-    assert n.gpu_memory_utilization == 0.92
-    objs = _objects()
-    objs[3]["spec"]["template"]["spec"]["containers"][0]["args"].append("--gpu-memory-utilization=0.5")
-    assert system.names_from_manifests(objs).gpu_memory_utilization == 0.5
-
-
-def test_missing_model_flag_is_a_course_error_naming_the_fix():
-    objs = _objects()
-    objs[3]["spec"]["template"]["spec"]["containers"][0]["args"] = ["--port=8000"]
-    with pytest.raises(ManifestError, match="--model") as err:
-        system.names_from_manifests(objs)
-    assert "Deployment's args" in err.value.fix
-
-
-def test_claim_not_mounted_is_a_course_error():
-    objs = _objects()
-    objs[3]["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] = "other"
-    with pytest.raises(ManifestError, match="claim1"):
-        system.names_from_manifests(objs)
-
-
-def test_two_services_is_a_course_error():
-    objs = _objects() + [copy.deepcopy(_objects()[4])]
-    with pytest.raises(ManifestError, match="exactly one Service"):
-        system.names_from_manifests(objs)
-
-
 def test_a_name_too_long_for_its_box_fails_loudly_instead_of_overflowing():
-    objs = _objects()
-    objs[1]["metadata"]["name"] = "a-persistent-volume-name-far-too-long-for-the-box-it-is-drawn-in"
+    objs = names.base_objects()
+    pv = next(o for o in objs if o["kind"] == "PersistentVolume")
+    pv["metadata"]["name"] = "a-persistent-volume-name-far-too-long-for-the-box-it-is-drawn-in"
     with pytest.raises(ValueError, match="does not fit"):
-        system.build_svg(system.names_from_manifests(objs))
+        system.build_svg(names.names_from_manifests(objs))
 
 
 # --------------------------------------------------------------------------- #

@@ -1,5 +1,6 @@
 """The figure of the opening chapter (``book/system.md``): the whole system, two paths.
 
+Presentation (the opening chapter, ``book/system.md``; the figure ``book/figures/system.svg``).
 It draws the course's objects with their real names, read from the manifests in
 ``manifests/base/``, and two coloured paths through them:
 
@@ -16,16 +17,17 @@ and ``<desc>`` for screen readers, and byte-for-byte deterministic output, so a
 test can check that the committed file is what this code draws from the
 manifests of today. Regenerate it after changing a manifest::
 
-    .venv/bin/python -m llmserve.plots.system
+    .venv/bin/python -m llmserve.system.figure
 
-The names come from :mod:`llmserve.core.names` (pure, tested on its own); this
-module only draws (:func:`build_svg`).
+The names come from :mod:`llmserve.core.names` (tested on its own); this
+module only draws (:func:`build_svg`) and writes the file (:func:`render`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from llmserve.core import vllm
 from llmserve.core.names import SystemNames, system
 from llmserve.core.paths import BOOK_DIR
 
@@ -40,9 +42,6 @@ INK = "#1f2328"
 MUTED = "#57606a"
 
 
-# --------------------------------------------------------------------------- #
-# Layer 3: drawing
-# --------------------------------------------------------------------------- #
 # Average advance widths, as a fraction of the font size, measured on DejaVu Sans
 # (the widest common sans-serif; Linux browsers pick it) and rounded up.
 _WIDTH = {"sans": 0.58, "bold": 0.65, "mono": 0.61}
@@ -136,6 +135,8 @@ def _modes(modes: tuple[str, ...]) -> str:
 
 def build_svg(n: SystemNames) -> str:
     """Draw the system with the names in ``n``; returns the SVG text (deterministic)."""
+    # One function on purpose: it reads top to bottom in drawing order, each block one part of
+    # the figure at fixed coordinates; split up, the coordinates that must line up would scatter.
     s = _Svg(1000, 1196)
     pct_unused = round(100 * (1 - n.gpu_memory_utilization))
 
@@ -181,7 +182,7 @@ def build_svg(n: SystemNames) -> str:
     ], fill="#f4f8fc", stroke=REQUEST, badge=("2", REQUEST))
     s.box(cx, 496, cw, 84, "EndpointSlice", [
         (f"{n.service}-xxxxx", "mono"),
-        (f"ready Pod IPs : {n.container_port}", "sans"),
+        (f"Pod IPs : {n.container_port}, each ready or not", "sans"),
     ], fill="#f4f8fc", stroke=REQUEST, badge=("3", REQUEST))
     s.box(cx, 606, cw, 80, "Deployment", [
         (n.deployment, "mono"),
@@ -203,11 +204,11 @@ def build_svg(n: SystemNames) -> str:
     bx, bw = px + 24, pw - 48
     api_lines = [("/v1/chat/completions\u00a0\u00a0/v1/completions\u00a0\u00a0/health\u00a0\u00a0/metrics", "mono")]
     if n.api_key_secret:
-        api_lines.append((f"checks Authorization: Bearer <key from Secret {n.api_key_secret}>", "sans"))
+        api_lines.append((f"/v1/… asks for Bearer <key from Secret {n.api_key_secret}>", "sans"))
     s.box(bx, 440, bw, 90, f"OpenAI-compatible API server · Pod IP : {n.container_port}", api_lines,
           fill="#f4f8fc", stroke=REQUEST, badge=("4", REQUEST))
     s.box(bx, 558, bw, 60, "EngineCore: scheduler and KV cache manager", [
-        ("continuous batching; KV cache in blocks (16 tokens by default)", "sans"),
+        (f"continuous batching; KV cache in blocks ({vllm.GPU_DEFAULT_BLOCK_SIZE} tokens by default)", "sans"),
     ], fill="#f4f8fc", stroke=REQUEST, badge=("5", REQUEST))
 
     # GPU with a schematic memory bar
@@ -288,9 +289,10 @@ def build_svg(n: SystemNames) -> str:
 
     title = "The course's system: how a request reaches vLLM and how the weights get to the GPU"
     desc = (f"Request path: a client resolves {n.dns_name} to the ClusterIP of Service {n.service} "
-            f"(port {n.service_port}); kube-proxy rules built from EndpointSlice {n.service}-xxxxx send it to "
-            f"the Pod IP on port {n.container_port}; vLLM's OpenAI-compatible API server passes token IDs to "
-            f"the EngineCore scheduler, which runs the batch on the GPU, reading and writing the paged KV cache. "
+            f"(port {n.service_port}); kube-proxy rules built from the ready endpoints of EndpointSlice "
+            f"{n.service}-xxxxx send it to the Pod IP on port {n.container_port}; vLLM's OpenAI-compatible "
+            f"API server passes token IDs to the EngineCore scheduler, which runs the batch on the GPU, "
+            f"reading and writing the paged KV cache. "
             f"kubectl port-forward from a laptop tunnels through the API server and kubelet straight to one Pod. "
             f"Weights path: the node directory {n.host_model_dir} is exposed by hostPath PersistentVolume "
             f"{n.pv}, bound to PersistentVolumeClaim {n.pvc} in namespace {n.namespace}, mounted read-only at "
@@ -308,5 +310,5 @@ def render(path: Path | None = None) -> Path:
     return out
 
 
-if __name__ == "__main__":  # python -m llmserve.plots.system
+if __name__ == "__main__":  # python -m llmserve.system.figure
     print(f"wrote {render()}")

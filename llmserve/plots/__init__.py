@@ -1,1 +1,0 @@
-"""matplotlib figures, one module per chapter (layer 3: presentation)."""

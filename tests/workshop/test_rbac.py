@@ -1,0 +1,119 @@
+"""The participants' access: what the labs read, the tunnel and the key, and nothing that changes the shared system.
+
+Verbs per operation, from the Kubernetes docs ("Authorization: Determine the
+request verb"): reading one object is ``get``, a collection ``list`` (``watch``
+for ``-w``), server-side apply is ``patch`` (and ``create`` for a new object),
+deleting is ``delete``; logs are ``get`` on ``pods/log``; port-forwarding is
+``create`` on ``pods/portforward`` (``get`` for the WebSocket upgrade). RBAC
+only adds permissions; ``resourceNames`` narrows a rule to named objects
+("Referring to resources" in the RBAC docs). The evaluator below follows those
+two rules and nothing else.
+"""
+from __future__ import annotations
+
+import pytest
+
+from llmserve.core import names
+from llmserve.world import manifests
+
+FILE = "examples/workshop/participant-rbac.yaml"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+#: (apiGroup, resource) of each kind the course's system is made of (manifests/base).
+RESOURCE_OF_KIND = {"Namespace": ("", "namespaces"), "PersistentVolume": ("", "persistentvolumes"),
+                    "PersistentVolumeClaim": ("", "persistentvolumeclaims"), "Secret": ("", "secrets"),
+                    "Deployment": ("apps", "deployments"), "Service": ("", "services")}
+
+# What the labs do in a participant's hands, read-only (llmserve.world.cluster, llmserve.world.portforward).
+NEEDED = {
+    ("apps", "deployments"): {"get", "list"},
+    ("apps", "replicasets"): {"list"},                        # Cluster.replicasets_of
+    ("", "pods"): {"get", "list"},                            # pods_of
+    ("", "services"): {"get", "list"},
+    ("", "persistentvolumeclaims"): {"get", "list"},
+    ("", "pods/log"): {"get"},                                # Cluster.logs
+    ("", "pods/portforward"): {"create"},                     # portforward.forward
+    ("", "events"): {"list"},                                 # Cluster.events, pod_events
+    ("discovery.k8s.io", "endpointslices"): {"list"},         # portforward.forward
+}
+
+
+def _objects():
+    return {o["kind"]: o for o in manifests.load(FILE)}
+
+
+def allowed(rules: list[dict], verb: str, group: str, resource: str, name: str | None = None) -> bool:
+    """Would these rules allow the request (the union of rules; resourceNames limit a rule to those names)?"""
+    for rule in rules:
+        names_ok = not rule.get("resourceNames") or (name is not None and name in rule["resourceNames"])
+        if group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"] and names_ok:
+            return True
+    return False
+
+
+def test_file_is_strictly_valid():
+    assert manifests.validate(manifests.load(FILE)) == []
+
+
+def test_role_grants_what_the_labs_read_in_the_courses_namespace():
+    role = _objects()["Role"]
+    assert role["metadata"]["namespace"] == names.system().namespace
+    for (group, resource), verbs in NEEDED.items():
+        for verb in verbs:
+            assert allowed(role["rules"], verb, group, resource), (verb, group, resource)
+
+
+def test_participants_can_read_the_api_key_and_no_other_secret():
+    rules = _objects()["Role"]["rules"]
+    key = names.system().api_key_secret
+    assert allowed(rules, "get", "", "secrets", key)
+    assert not allowed(rules, "get", "", "secrets", "another-secret")
+    assert not allowed(rules, "list", "", "secrets")      # a list would show every Secret's data
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCE_OF_KIND))
+def test_no_participant_can_change_or_delete_what_the_room_shares(kind):
+    """The claim, the Deployment, the Secret, the Service (and the PV, the namespace): no write verb at all."""
+    objs = _objects()
+    shared = next(o for o in names.base_objects() if o["kind"] == kind)
+    group, resource = RESOURCE_OF_KIND[kind]
+    rules = objs["Role"]["rules"] + objs["ClusterRole"]["rules"]
+    for verb in WRITE_VERBS:
+        assert not allowed(rules, verb, group, resource, shared["metadata"]["name"]), (verb, kind)
+
+
+def test_the_only_write_is_opening_a_tunnel():
+    writes = [(g, r, v) for rule in _objects()["Role"]["rules"] for g in rule["apiGroups"]
+              for r in rule["resources"] for v in rule["verbs"] if v in WRITE_VERBS]
+    assert writes == [("", "pods/portforward", "create")]
+    # No exec, attach or wildcard: a participant cannot run commands in the vLLM Pod.
+    for rule in _objects()["Role"]["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+        assert not {"pods/exec", "pods/attach", "pods/ephemeralcontainers"} & set(rule["resources"])
+
+
+def test_persistent_volumes_are_read_only_through_a_cluster_role():
+    objs = _objects()
+    [rule] = objs["ClusterRole"]["rules"]
+    assert (rule["apiGroups"], rule["resources"], sorted(rule["verbs"])) == ([""], ["persistentvolumes"],
+                                                                            ["get", "list"])
+    # Both bindings point at the same ServiceAccount the kubeconfig token is made for.
+    sa = objs["ServiceAccount"]["metadata"]
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        [subject] = objs[kind]["subjects"]
+        assert (subject["kind"], subject["name"], subject["namespace"]) == ("ServiceAccount", sa["name"],
+                                                                            sa["namespace"])
+    assert objs["RoleBinding"]["roleRef"]["name"] == objs["Role"]["metadata"]["name"]
+    assert objs["ClusterRoleBinding"]["roleRef"]["name"] == objs["ClusterRole"]["metadata"]["name"]
+
+
+def test_every_object_carries_the_course_label():
+    for o in manifests.load(FILE):
+        assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "vllm-course"
+
+
+def test_the_evaluator_bites():
+    """The checks above would catch a rule that grants delete on deployments, or a Secret without resourceNames."""
+    bad = [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "delete"]},
+           {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert allowed(bad, "delete", "apps", "deployments", names.system().deployment)
+    assert allowed(bad, "get", "", "secrets", "another-secret")
