@@ -82,6 +82,11 @@ def check_executed_notebook(build: BookBuild, notebook: Path):
     return nb
 
 
+#: Debian's Chromium, headless and quiet: no background requests that could leave the machine.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

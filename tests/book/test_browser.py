@@ -9,12 +9,10 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from tests.support import chromium_path
+from tests.support import CHROMIUM_ARGS, chromium_path
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 # Console messages that are not faults of the book (none known today).
 EXPECTED_CONSOLE = ()
 
