@@ -85,8 +85,9 @@ def secret_command() -> str:
 
 
 def http_error(url: str, status: int, body: str, api_key: str | None) -> ServerError:
-    n = system()
+    # The course's names are read only where a hint needs them, so a plain 400 never depends on the manifests.
     if status == 401:
+        n = system()
         if api_key:
             return ServerError(f"{url} answered 401 Unauthorized: the API key you sent is not the server's.",
                                f"Set VLLM_API_KEY to the key in the Secret {n.api_key_secret}: {secret_command()}.")
@@ -98,6 +99,7 @@ def http_error(url: str, status: int, body: str, api_key: str | None) -> ServerE
         return ServerError(f"{url} answered 404 Not Found.",
                            "Check the path: vLLM's OpenAI server has /health, /v1/models, /v1/chat/completions.")
     if status >= 500:
+        n = system()
         return ServerError(f"{url} answered {status}: {body[:200]}",
                            f"The server is up but failing: read the Pod's logs (`kubectl logs -n {n.namespace} "
                            f"deploy/{n.deployment}`).")
@@ -105,18 +107,17 @@ def http_error(url: str, status: int, body: str, api_key: str | None) -> ServerE
 
 
 def connection_error(url: str, reason, timeout: float) -> ServerError:
-    n = system()
     if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
         return ServerError(f"{url} did not answer within {timeout:g} s.",
                            "The server may still be loading the model (the Pod is not Ready), or is busy: wait and "
-                           f"retry with a longer timeout; check `kubectl get pods -n {n.namespace}`.")
+                           f"retry with a longer timeout; check `kubectl get pods -n {system().namespace}`.")
     if isinstance(reason, ConnectionRefusedError) or "refused" in str(reason).lower():
         return ServerError(f"Connection refused at {url}: nothing listens there.",
                            "Open the port-forward first (`with portforward.forward(cluster) as url:`) and use the "
                            "URL it yields inside the `with` block; locally, start the server.")
     return ServerError(f"The connection to {url} closed without an answer ({type(reason).__name__}: {reason}).",
                        "Through a port-forward this means nothing listens on that Pod port: the server is not up yet "
-                       f"or the remote port is wrong (vLLM listens on --port, {n.container_port} in the course).")
+                       f"or the remote port is wrong (vLLM listens on --port, {system().container_port} in the course).")
 
 
 def model_ids(result: HttpResult) -> list[str]:

@@ -60,3 +60,25 @@ def pod_summary(pod: dict) -> str:
     state = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "?")
     return f"{meta.get('name', '?')} {state}, {'ready' if ready else 'not ready'}" + \
         (f", {restarts} restarts" if restarts else "")
+
+
+#: The API groups Kubernetes itself serves (kube-apiserver's built-in resources); any other group
+#: (monitoring.coreos.com, keda.sh, gateway.networking.k8s.io, leaderworkerset.x-k8s.io …) is a
+#: custom resource, served only where its CRD is installed.
+BUILTIN_API_GROUPS = frozenset({
+    "", "apps", "batch", "autoscaling", "policy", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+    "apiregistration.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "certificates.k8s.io",
+    "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io", "flowcontrol.apiserver.k8s.io",
+    "internal.apiserver.k8s.io", "networking.k8s.io", "node.k8s.io", "rbac.authorization.k8s.io",
+    "resource.k8s.io", "scheduling.k8s.io", "storage.k8s.io", "storagemigration.k8s.io",
+})
+
+
+def api_group(obj: dict) -> str:
+    api = str(obj.get("apiVersion", ""))
+    return api.split("/")[0] if "/" in api else ""
+
+
+def is_custom_resource(obj: dict) -> bool:
+    """Served by a CRD, not by Kubernetes itself (PodMonitor, ScaledObject, HTTPRoute …)."""
+    return api_group(obj) not in BUILTIN_API_GROUPS

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from llmserve.core.objects import api_group, is_custom_resource
 from tests.support import REPO
 
 #: API group -> the npm package whose models carry that group's schemas.
@@ -36,16 +37,8 @@ MODELS_DIR = REPO / ".cache" / "k8s-models"
 SCRIPT = Path(__file__).with_name("validate_custom.mjs")
 
 
-def group_of(obj: dict) -> str:
-    api = str(obj.get("apiVersion", ""))
-    return api.split("/")[0] if "/" in api else ""
-
-
-def is_custom(obj: dict) -> bool:
-    """Not a built-in kind: its group has a dot and is not one of Kubernetes' own ``*.k8s.io`` groups."""
-    group = group_of(obj)
-    builtin = group.endswith(".k8s.io") and group not in MODEL_PACKAGES and group not in LIVE_ONLY
-    return "." in group and not builtin
+group_of = api_group
+is_custom = is_custom_resource
 
 
 def validate(objects: list[tuple[str, dict]]) -> dict[str, str | None]:
