@@ -91,11 +91,13 @@ def test_the_only_write_is_opening_a_tunnel():
         assert not {"pods/exec", "pods/attach", "pods/ephemeralcontainers"} & set(rule["resources"])
 
 
-def test_persistent_volumes_are_read_only_through_a_cluster_role():
+def test_cluster_objects_are_read_only_through_a_cluster_role():
     objs = _objects()
-    [rule] = objs["ClusterRole"]["rules"]
-    assert (rule["apiGroups"], rule["resources"], sorted(rule["verbs"])) == ([""], ["persistentvolumes"],
-                                                                            ["get", "list"])
+    granted = {(g, r, v) for rule in objs["ClusterRole"]["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    # The volume, the Nodes and the StorageClasses the labs read; get and list only.
+    assert granted == {(g, r, v) for g, r in [("", "persistentvolumes"), ("", "nodes"),
+                                              ("storage.k8s.io", "storageclasses")] for v in ("get", "list")}
     # Both bindings point at the same ServiceAccount the kubeconfig token is made for.
     sa = objs["ServiceAccount"]["metadata"]
     for kind in ("RoleBinding", "ClusterRoleBinding"):
