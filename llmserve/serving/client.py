@@ -1,38 +1,48 @@
-"""OpenAI-client helpers for a vLLM server: one chat, one timed stream, the model list.
+"""A small OpenAI-API client for a vLLM server: one chat, one timed stream, the model list, /health.
 
-Used by the capstone (book/stack.md, notebooks/stack-lab.ipynb), the service
-chapter's smoke test and the load test (``llmserve.serving.loadtest``). Works
+Used by the capstone (book/stack.md, notebooks/stack-lab.ipynb), the load test
+(:mod:`llmserve.serving.loadtest`) and the tests of the local engine. Works
 against the local CPU engine (``LocalVLLM.base_url``) and against the cluster
-through a port-forward (``http://127.0.0.1:8000/v1``).
+through a port-forward (``http://127.0.0.1:8000/v1``). Layer: live.
 
-Timings of a stream (``stream_chat``):
+Why not the ``openai`` package: timings must be the server's, not the client's.
+Created per request, as the course first did, the openai client spends tens of
+milliseconds (its HTTP pool, its TLS context, and on first use its imports)
+inside the timed region, and on two busy cores the stream's chunks then pile up
+and arrive in one lump, so "time to first token" becomes nearly the whole
+request. Here a :class:`Connection` is opened **before** the clock starts and
+kept alive between requests, and the server-sent events are read line by line
+as they arrive, the way vLLM's own benchmark reads them
+(``vllm/benchmarks/lib/endpoint_request_func.py``). GETs go through
+:func:`llmserve.core.http.get`; the POSTs to ``/v1/chat/completions`` (one of
+them streamed) are the only HTTP code here.
 
-* **TTFT** (time to first token): request sent → first chunk carrying text.
-* **latency**: request sent → stream finished.
-* **ITL / TPOT** (inter-token latency): ``(latency − TTFT) / (output tokens − 1)``.
+Timings of a stream (:func:`stream_chat`), all from the moment the request is sent:
+
+* **TTFT** (time to first token): until the first chunk that carries text.
+* **latency**: until the last chunk that carries text (vLLM's benchmark ends there too).
+* **ITL** (inter-token latency, per token): ``(latency − TTFT) / (output tokens − 1)``;
+  vLLM's benchmark calls this figure TPOT.
+* **chunk gaps**: the time between consecutive text chunks. vLLM's benchmark calls
+  their distribution "ITL"; with ``--stream-interval N`` a chunk carries up to N tokens.
 * **tokens/s**: ``output tokens / latency``.
 
 The output-token count is the one the server REPORTS in its usage block
-(``stream_options={"include_usage": True}``), not the number of chunks: one
-chunk can carry several tokens, or none (a token that is half of a UTF-8
-character). Every failure becomes a :class:`~llmserve.core.errors.ServerError`
-naming the fix (server down, wrong model name, wrong API key, timeout).
+(``stream_options={"include_usage": True}``), not the number of chunks. Every
+failure becomes a :class:`~llmserve.core.errors.ServerError` naming the fix.
 """
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Iterator
+from urllib.parse import urlparse
 
+from llmserve.core import http as course_http
 from llmserve.core.errors import InputError, ServerError
-
-#: The key the openai client sends when none is given (vLLM without --api-key ignores it).
-NO_KEY = "EMPTY"
-PORT_FORWARD_HINT = ("start the local engine (LocalVLLM) or, for the cluster, "
-                     "`kubectl -n ai-platform port-forward svc/vllm-qwen25-coder-7b 8000:8000`")
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ class ChatResult:
 
 @dataclass(frozen=True)
 class StreamResult:
-    """One streamed chat completion and its timings (seconds)."""
+    """One streamed chat completion and its timings (seconds since the request was sent)."""
 
     text: str
     model: str
@@ -62,7 +72,13 @@ class StreamResult:
     itl_s: float | None             # (latency − ttft) / (completion_tokens − 1); None for < 2 tokens
     tokens_per_s: float             # completion_tokens / latency
     chunks: int                     # chunks with text (NOT the token count)
-    chunk_times_s: list[float] = field(default_factory=list)  # arrival of each text chunk, from send
+    chunk_times_s: list[float] = field(default_factory=list)  # arrival of each text chunk
+
+    @property
+    def chunk_gaps_s(self) -> list[float]:
+        """Time between consecutive text chunks (what vLLM's benchmark reports as ITL)."""
+        t = self.chunk_times_s
+        return [b - a for a, b in zip(t, t[1:])]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,61 +103,134 @@ def _check_args(base_url: str, model: str, messages: list) -> None:
                          'Use e.g. [{"role": "user", "content": "Hello"}].')
 
 
-def _client(base_url: str, api_key: str | None, timeout_s: float):
-    import openai
-    return openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
-
-
-class _StreamTimeout(Exception):
-    """A stream ran past its total time budget (turned into a ServerError by ``explain``)."""
-
-
 def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10) -> list[str]:
     """The model names the server serves (``GET /v1/models``)."""
+    return course_http.model_ids(course_http.get(base_url, "/models", timeout=timeout_s, api_key=api_key))
+
+
+def health(base_url: str, timeout_s: float = 5) -> bool:
+    """True when ``GET /health`` answers 200 (vLLM serves it only once the weights are loaded)."""
     try:
-        return [m.id for m in _client(base_url, api_key, timeout_s).models.list()]
-    except Exception as exc:  # noqa: BLE001 - turned into one ServerError below
-        raise explain(exc, base_url, model=None, timeout_s=timeout_s) from exc
+        return course_http.get(root_url(base_url), "/health", timeout=timeout_s).status == 200
+    except ServerError:
+        return False
 
 
-def explain(exc: BaseException, base_url: str, model: str | None = None, timeout_s: float | None = None,
-            api_key: str | None = None) -> ServerError:
-    """Turn an openai-client exception into a :class:`ServerError` that names the fix."""
-    import openai
-    if isinstance(exc, ServerError):
-        return exc
-    if isinstance(exc, (openai.APITimeoutError, _StreamTimeout)):
-        return ServerError(f"The server at {base_url} did not answer within {timeout_s} s.",
-                           "Raise timeout_s or ask for fewer tokens (max_tokens); a busy server queues "
-                           "requests (see vllm:num_requests_waiting in /metrics).")
-    if isinstance(exc, openai.APIConnectionError):
-        return ServerError(f"Cannot reach a server at {base_url} ({type(exc.__cause__ or exc).__name__}).",
-                           f"Check the URL and port, then {PORT_FORWARD_HINT}.")
-    if isinstance(exc, openai.AuthenticationError):
-        which = "no API key was sent" if not api_key else "the API key sent was not accepted"
-        return ServerError(f"The server at {base_url} answered 401 Unauthorized: {which}.",
-                           "Use the key the server was started with (--api-key or VLLM_API_KEY; in the "
-                           "cluster it comes from the Secret mounted into the Deployment).")
-    if isinstance(exc, openai.NotFoundError):
-        served = None
+def _answer_error(url: str, status: int, body: str, base_url: str, model: str | None,
+                  api_key: str | None, timeout_s: float) -> ServerError:
+    """A non-200 answer to a chat request as a ServerError: the model-name and parameter cases
+    need the chat's context; every other status reads as :func:`llmserve.core.http.http_error`."""
+    if status == 404 and model is not None:
         try:
-            served = [m.id for m in _client(base_url, api_key, timeout_s or 10).models.list()]
-        except Exception:  # noqa: BLE001 - the listing is only a hint
-            pass
-        if served is not None and model is not None and model not in served:
+            served = list_models(base_url, api_key, timeout_s)
+        except ServerError:
+            served = None
+        if served is not None and model not in served:
             return ServerError(f"The server does not serve a model named {model!r}; it serves: "
                                f"{', '.join(served)}.",
                                "Use one of those names: it is the Deployment's --served-model-name "
                                "(or the --model path when no name is given).")
-        return ServerError(f"The server at {base_url} answered 404 Not Found.",
-                           "Check that base_url ends with /v1 (e.g. http://127.0.0.1:8000/v1).")
-    if isinstance(exc, openai.APIStatusError):
-        detail = getattr(exc, "message", str(exc))
-        return ServerError(f"The server answered {exc.status_code}: {detail}",
-                           "Read the message: a 400 usually means a parameter out of range "
-                           "(e.g. prompt + max_tokens longer than --max-model-len).")
-    return ServerError(f"Request to {base_url} failed: {type(exc).__name__}: {exc}",
-                       f"Check that the server is up ({PORT_FORWARD_HINT}).")
+    if status == 400:
+        return ServerError(f"{url} answered 400: {body[:300]}",
+                           "A parameter is out of range: often prompt + max_tokens is longer than "
+                           "the server's --max-model-len.")
+    return course_http.http_error(url, status, body, api_key)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the server of ``base_url``, for chat requests.
+
+    Open it (:meth:`open`) before timing anything; reuse it for many requests, one at a
+    time (it is not shared between threads). A request that fails closes it; the next
+    one reconnects.
+    """
+
+    def __init__(self, base_url: str, timeout_s: float = 60) -> None:
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InputError(f"base_url must be an http(s) URL, got {base_url!r}.",
+                             "Use e.g. http://127.0.0.1:8000/v1 (LocalVLLM.base_url gives it).")
+        self.base_url = base_url.rstrip("/")
+        self.path = parsed.path.rstrip("/")
+        self.timeout_s = timeout_s
+        kind = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
+        self._conn = kind(parsed.hostname, parsed.port, timeout=timeout_s)
+
+    def open(self) -> "Connection":
+        """Connect now (outside any timed region); a refused connection raises a ServerError."""
+        if self._conn.sock is None:
+            try:
+                self._conn.connect()
+            except OSError as exc:
+                raise course_http.connection_error(self.base_url, exc, self.timeout_s) from None
+        return self
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Connection":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _send(self, path: str, body: dict, api_key: str | None) -> http.client.HTTPResponse:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._conn.request("POST", self.path + path, json.dumps(body).encode(), headers)
+        return self._conn.getresponse()
+
+    def post(self, path: str, body: dict, api_key: str | None) -> tuple[int, str]:
+        """POST a JSON body; ``(status, answer text)``. Connection failures raise a ServerError."""
+        resp = self.start(path, body, api_key)
+        try:
+            return resp.status, resp.read().decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise course_http.connection_error(self.base_url + path, exc, self.timeout_s) from None
+
+    def start(self, path: str, body: dict, api_key: str | None) -> http.client.HTTPResponse:
+        """POST and return the response once its status line and headers are in (the body not yet read)."""
+        try:
+            return self._send(path, body, api_key)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise course_http.connection_error(self.base_url + path, exc, self.timeout_s) from None
+
+    def events(self, resp: http.client.HTTPResponse, deadline: float) -> Iterator[tuple[float, dict]]:
+        """Each server-sent event of a 200 answer as ``(time.perf_counter() at arrival, payload)``.
+
+        Reads whatever has arrived (``read1``) and splits it into lines, so that events that
+        arrived together are handled in one wake-up, each stamped with the moment its bytes
+        were read, as vLLM's benchmark does with ``iter_any``. ``deadline`` (a
+        ``perf_counter`` value) bounds the whole stream: the socket timeout bounds each read only.
+        """
+        pending = b""
+        try:
+            while True:
+                block = resp.read1(65536)
+                now = time.perf_counter()
+                if now > deadline:
+                    raise socket.timeout("the stream ran past its time budget")
+                if not block:
+                    return
+                *lines, pending = (pending + block).split(b"\n")
+                for line in lines:
+                    data = line[5:].strip() if line.startswith(b"data:") else b""
+                    if data and data != b"[DONE]":      # blank separators, SSE comments, the end mark
+                        yield now, _event(data, self.base_url)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise course_http.connection_error(self.base_url, exc, self.timeout_s) from None
+
+
+def _event(data: bytes, url: str) -> dict:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ServerError(f"{url} sent a stream event that is not JSON: {data[:120]!r}",
+                          "Point the client at a vLLM server's /v1 (a proxy may be rewriting the stream).") from None
 
 
 def chat(base_url: str, model: str, messages: list[dict], api_key: str | None = None, *,
@@ -149,97 +238,71 @@ def chat(base_url: str, model: str, messages: list[dict], api_key: str | None = 
          extra_body: dict | None = None) -> ChatResult:
     """One non-streamed chat completion."""
     _check_args(base_url, model, messages)
-    t0 = time.perf_counter()
-    try:
-        resp = _client(base_url, api_key, timeout_s).chat.completions.create(
-            model=model, messages=messages, max_tokens=max_tokens, temperature=temperature,
-            extra_body=extra_body or None)
-    except Exception as exc:  # noqa: BLE001
-        raise explain(exc, base_url, model, timeout_s, api_key) from exc
-    latency = time.perf_counter() - t0
-    choice = resp.choices[0]
-    usage = resp.usage
-    return ChatResult(text=choice.message.content or "", model=resp.model,
-                      prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                      completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                      finish_reason=choice.finish_reason, latency_s=latency)
+    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+            **(extra_body or {})}
+    with Connection(base_url, timeout_s) as conn:
+        t0 = time.perf_counter()
+        status, text = conn.post("/chat/completions", body, api_key)
+        latency = time.perf_counter() - t0
+    if status != 200:
+        raise _answer_error(base_url + "/chat/completions", status, text, base_url, model, api_key, timeout_s)
+    answer = json.loads(text)
+    choice, usage = answer["choices"][0], answer.get("usage") or {}
+    return ChatResult(text=(choice.get("message") or {}).get("content") or "", model=answer.get("model", model),
+                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0),
+                      finish_reason=choice.get("finish_reason"), latency_s=latency)
 
 
 def stream_chat(base_url: str, model: str, messages: list[dict], api_key: str | None = None, *,
                 max_tokens: int = 64, temperature: float = 0.0, timeout_s: float = 60,
-                ignore_eos: bool = False, extra_body: dict | None = None) -> StreamResult:
+                ignore_eos: bool = False, extra_body: dict | None = None,
+                connection: Connection | None = None) -> StreamResult:
     """One streamed chat completion, timed (see the module docstring for the definitions).
 
-    ``timeout_s`` bounds the whole stream (the first token and every later one).
-
-    ``ignore_eos=True`` (a vLLM extension) makes the server produce exactly
-    ``max_tokens`` tokens: useful for load tests with equal-sized requests.
+    ``timeout_s`` bounds the whole stream. ``ignore_eos=True`` (a vLLM extension) makes the
+    server produce exactly ``max_tokens`` tokens: equal work per request in a load test.
+    ``connection``: an open :class:`Connection` to reuse (the load test keeps one per worker);
+    without one, a connection is opened before the clock starts and closed after.
     """
     _check_args(base_url, model, messages)
-    body = dict(extra_body or {})
+    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+            "stream": True, "stream_options": {"include_usage": True}, **(extra_body or {})}
     if ignore_eos:
         body["ignore_eos"] = True
+    own = connection is None
+    conn = (connection or Connection(base_url, timeout_s)).open()
     text_parts: list[str] = []
     chunk_times: list[float] = []
-    usage = None
-    finish = None
-    served_model = model
-    t0 = time.perf_counter()
+    usage, finish, served_model = None, None, model
     try:
-        stream = _client(base_url, api_key, timeout_s).chat.completions.create(
-            model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True,
-            stream_options={"include_usage": True}, extra_body=body or None)
-        for chunk in stream:
-            now = time.perf_counter() - t0
-            if now > timeout_s:
-                # The client's timeout bounds each read, not the whole stream: enforce the total here.
-                stream.close()
-                raise _StreamTimeout()
-            served_model = getattr(chunk, "model", None) or served_model
-            if getattr(chunk, "usage", None):
-                usage = chunk.usage
-            for choice in chunk.choices or []:
-                content = getattr(choice.delta, "content", None)
+        t0 = time.perf_counter()        # the clock starts here: the body is encoded, the socket open
+        resp = conn.start("/chat/completions", body, api_key)
+        if resp.status != 200:
+            text = resp.read().decode("utf-8", "replace")
+            raise _answer_error(base_url + "/chat/completions", resp.status, text, base_url, model, api_key,
+                                timeout_s)
+        for when, event in conn.events(resp, deadline=t0 + timeout_s):
+            served_model = event.get("model") or served_model
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                content = (choice.get("delta") or {}).get("content")
                 if content:
                     text_parts.append(content)
-                    chunk_times.append(now)
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-    except Exception as exc:  # noqa: BLE001
-        raise explain(exc, base_url, model, timeout_s, api_key) from exc
-    latency = time.perf_counter() - t0
+                    chunk_times.append(when - t0)
+                finish = choice.get("finish_reason") or finish
+    finally:
+        if own:
+            conn.close()
     if usage is None:
         raise ServerError("The server sent no usage block with the stream, so the token count is unknown.",
                           "Use a vLLM server (it honours stream_options={'include_usage': True}).")
-    completion = int(usage.completion_tokens or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    latency = chunk_times[-1] if chunk_times else time.perf_counter() - t0
     ttft = chunk_times[0] if chunk_times else latency
     itl = (latency - ttft) / (completion - 1) if completion > 1 else None
     return StreamResult(text="".join(text_parts), model=served_model,
-                        prompt_tokens=int(usage.prompt_tokens or 0), completion_tokens=completion,
+                        prompt_tokens=int(usage.get("prompt_tokens") or 0), completion_tokens=completion,
                         finish_reason=finish, ttft_s=ttft, latency_s=latency, itl_s=itl,
                         tokens_per_s=completion / latency if latency > 0 else 0.0,
                         chunks=len(chunk_times), chunk_times_s=chunk_times)
-
-
-def health(base_url: str, timeout_s: float = 5) -> bool:
-    """True when ``GET /health`` answers 200 (vLLM serves it only once the weights are loaded)."""
-    try:
-        with urllib.request.urlopen(root_url(base_url) + "/health", timeout=timeout_s) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def get_json(url: str, api_key: str | None = None, timeout_s: float = 10) -> Any:
-    """GET a JSON document (e.g. ``/v1/models``) with the same error messages as the client."""
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return json.loads(resp.read().decode())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise ServerError(f"{url} answered 401 Unauthorized.",
-                              "Send the server's API key (api_key=…).") from exc
-        raise ServerError(f"{url} answered {exc.code}.", "Check the URL.") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise ServerError(f"Cannot reach {url}.", f"Check the URL and port, then {PORT_FORWARD_HINT}.") from exc

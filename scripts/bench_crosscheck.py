@@ -1,0 +1,59 @@
+"""Cross-check the course's load test against vLLM's own benchmark (`vllm bench serve`) on the local
+CPU engine, and print BENCHMARKS.md's table.
+
+    .venv/bin/python scripts/bench_crosscheck.py [ROUNDS]
+
+Same engine, same messages, same request counts and lengths, the two tools in turns; the settings
+are llmserve.stack.lab.CROSS_CHECK_* (the capstone's lab engine, a one-block prompt, 64 tokens).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+from llmserve.serving import crosscheck
+from llmserve.stack import lab, target
+from llmserve.world import mode
+
+
+def main(rounds: int = 2) -> None:
+    check_lab = lab.CROSS_CHECK_LAB
+    levels, requests = list(lab.CROSS_CHECK_LEVELS), lab.CROSS_CHECK_REQUESTS
+    started, load_before = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
+    engine = target.open_local(check_lab)
+    try:
+        prompt = engine.stream(check_lab.messages(), max_tokens=4).prompt_tokens
+        check = crosscheck.cross_check(engine.base_url, engine.model, engine.server.model_dir,
+                                       check_lab.messages(), max_tokens=lab.CROSS_CHECK_MAX_TOKENS,
+                                       levels=levels, requests_per_level=requests, api_key=engine.api_key,
+                                       python=mode.vllm_python(), rounds=rounds, max_rounds=rounds)
+    finally:
+        engine.close()
+    print(f"Measured {started}; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}); "
+          f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
+          f"prompt {prompt} tokens, {lab.CROSS_CHECK_MAX_TOKENS} output tokens, {len(check.runs)} rounds.\n")
+    print("| concurrency | requests | figure | course load test | vllm bench serve | difference |")
+    print("| ---: | ---: | :--- | ---: | ---: | ---: |")
+    for c in levels:
+        ours, ref = check.ours[c], check.reference[c]
+        for name, label, scale, unit in (("ttft_s", "median TTFT", 1000, "ms"), ("itl_s", "median ITL (TPOT)", 1000, "ms"),
+                                         ("output_tok_s", "output throughput", 1, "tok/s")):
+            a, b = ours[name] * scale, ref[name] * scale
+            print(f"| {c} | {ours['n']} | {label} | {a:.1f} {unit} | {b:.1f} {unit} | {100 * (a - b) / b:+.0f} % |")
+    print("\nPer round (course / benchmark):\n")
+    for i, run in enumerate(check.runs, 1):
+        cells = [f"c={c}: TTFT {run['ours'][c]['ttft_s'] * 1000:.0f} / {run['reference'][c]['ttft_s'] * 1000:.0f} ms, "
+                 f"ITL {run['ours'][c]['itl_s'] * 1000:.1f} / {run['reference'][c]['itl_s'] * 1000:.1f} ms, "
+                 f"{run['ours'][c]['output_tok_s']:.0f} / {run['reference'][c]['output_tok_s']:.0f} tok/s"
+                 for c in levels]
+        print(f"- round {i}: " + "; ".join(cells))
+    print("\n" + str(check.agreement()))
+    print("\nThe benchmark's command, per level:\n")
+    for line in check.commands:
+        print("    " + line.replace(str(engine.server.model_dir), "<the tiny model's folder>"))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
