@@ -9,9 +9,10 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from tests.support import CHROMIUM_ARGS, chromium_path
+from tests.support import BUILD_TIMEOUT_S, CHROMIUM_ARGS, chromium_path
 
-pytestmark = pytest.mark.slow
+# The first test to ask for the book waits for the whole strict build (every lab executed).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S)]
 
 # Console messages that are not faults of the book (none known today).
 EXPECTED_CONSOLE = ()

@@ -7,9 +7,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.support import REPO, BookBuild, NotebookFailed, build_book, check_executed_notebook
+from tests.support import BUILD_TIMEOUT_S, REPO, BookBuild, NotebookFailed, build_book, check_executed_notebook
 
-pytestmark = pytest.mark.slow
+# The first test to ask for the book waits for the whole strict build (every lab executed).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S)]
 
 
 def test_the_book_builds_strictly(built_book):

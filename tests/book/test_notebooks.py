@@ -7,9 +7,11 @@ import json
 import nbformat
 import pytest
 
-from tests.support import REPO
+from tests.support import BUILD_TIMEOUT_S, REPO
 from tests.support import check_executed_notebook
 
+# The first test to ask for the book waits for the whole strict build (every lab executed).
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S)
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 #: The widest code line the book's page shows without a scroll bar.
 MAX_LINE = 100
