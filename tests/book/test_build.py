@@ -37,7 +37,7 @@ def _tiny_book(tmp_path: Path, page_md: str, notebook_cells: list[str]) -> Path:
     (src / "book").mkdir(parents=True)
     (src / "notebooks").mkdir()
     shutil.copy(REPO / "_config.yml", src / "_config.yml")
-    for folder in ("_vendor", "_ext", "_assets"):
+    for folder in ("_vendor", "_ext", "_assets", "_root"):
         shutil.copytree(REPO / "book" / folder, src / "book" / folder, symlinks=True)
     (src / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
                                   "  - file: book/page\n  - file: notebooks/lab\n")
