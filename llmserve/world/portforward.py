@@ -320,11 +320,11 @@ def _open_first(open_remote: Callable[[], object], said: Callable[[str], CourseE
     """Open one stream and wait ``wait_s`` for the kubelet's error, so a refusal shows now, not later."""
     first = open_remote()
     try:
+        # The kubelet writes its error, then closes: the stream turns readable with the text already kept.
         readable, _, _ = select.select([first], [], [], wait_s)
-        if readable and not first.recv(1) and hasattr(first, "kubelet_error"):
-            text = first.kubelet_error()
-            if text:
-                raise said(text)
+        text = first.kubelet_error() if readable and hasattr(first, "kubelet_error") else None
+        if text:
+            raise said(text)
     finally:
         first.close()
 

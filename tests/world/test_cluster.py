@@ -158,6 +158,7 @@ def test_closed_port(tmp_path, monkeypatch):
     with pytest.raises(ClusterError) as err:
         cl.probe(timeout_s=2)
     assert "Could not reach" in err.value.what and "cluster running" in err.value.fix
+    assert "Connection refused" in err.value.what        # the cause, shortened, stays in the message
     c = cl.Cluster(request_timeout_s=2)
     with pytest.raises(ClusterError) as err:
         c.pods_of(DEPLOYMENT)
@@ -274,6 +275,7 @@ def test_timeout(api, monkeypatch):
         cluster.pods_of(DEPLOYMENT)
     assert time.monotonic() - start < 2.5  # no silent retries of a read that timed out
     assert "did not answer in time" in err.value.what and "readyz" in err.value.fix
+    assert "Read timed out" in err.value.what
     m, reason, _ = mode.detect_cluster()  # PROBE_TIMEOUT_S is 1 s here
     assert m == "offline" and "did not answer in time" in reason
     monkeypatch.setenv("COURSE_MODE", "live")
@@ -317,7 +319,9 @@ def test_explain_without_a_status_body_uses_the_reason():
 def test_explain_other_failures():
     import urllib3.exceptions as u3
     from kubernetes.config.config_exception import ConfigException
-    assert "kubeconfig could not be used" in cl.explain(ConfigException("bad"), "connect").what
+    config = cl.explain(ConfigException("bad"), "connect")
+    assert config.what == "The kubeconfig could not be used while trying to connect: bad"
+    assert f"Check {cl.kubeconfig_path()} (`kubectl config view`)" in config.fix
     tls = cl.explain(u3.SSLError("certificate verify failed"), "list Pods", "https://k3s:6443")
     assert "TLS handshake with https://k3s:6443 failed" in tls.what and "certificate-authority-data" in tls.fix
     assert "Could not reach" in cl.explain(ConnectionResetError("reset"), "list Pods").what
@@ -331,6 +335,15 @@ def test_long_causes_are_shortened():
     text = cl._short(OSError("x" * 300))
     assert len(text) == 158 and text.endswith("…")
     assert cl._short(OSError("short")) == "short"
+    assert cl._short(OSError("y" * 159)) == "y" * 159                  # up to 159 characters stay whole
+    assert cl._short(OSError("y" * 160)) == "y" * 157 + "…"
+
+
+def test_a_cause_with_a_reason_is_told_by_its_reason():
+    class _Wrapped(Exception):
+        reason = "the real cause"
+
+    assert cl._short(_Wrapped("a wrapper's text")) == "the real cause"
 
 
 def _verbs(c, ref):
@@ -514,6 +527,47 @@ def test_replicasets_of_keeps_the_deployments_own_oldest_first(api):
     assert [r["metadata"]["name"] for r in found] == [f"{N.deployment}-2", f"{N.deployment}-1"]
     [sent] = api.sent("GET", "replicasets")
     assert sent.query == {"labelSelector": [selector_of(DEPLOYMENT)]} and sent.namespace == N.namespace
+
+
+def test_events_of_a_cluster_scoped_object_are_in_the_default_namespace(api):
+    # Kubernetes records the events of a PersistentVolume or a Node in "default".
+    api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    cl.Cluster(request_timeout_s=5).events(cl.ObjectRef.of(OBJECTS["PersistentVolume"]))
+    assert api.sent("GET", "events")[0].path == "/api/v1/namespaces/default/events"
+
+
+def test_events_sort_by_last_timestamp_else_event_time(api):
+    api.put(OBJECTS["Namespace"], *[
+        {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": N.namespace},
+         "involvedObject": {"kind": "Pod", "name": "p"}, "reason": name, **times}
+        for name, times in (("last", {"lastTimestamp": "2026-01-01T00:00:03Z"}),
+                            ("event-time", {"eventTime": "2026-01-01T00:00:02.000000Z"}),
+                            ("undated", {}), ("first", {"lastTimestamp": "2026-01-01T00:00:01Z"}))])
+    found = cl.Cluster(request_timeout_s=5).pod_events({"metadata": {"name": "p", "namespace": N.namespace}})
+    assert [e["reason"] for e in found] == ["undated", "first", "event-time", "last"]
+
+
+def test_pods_without_a_selector_are_all_the_pods(api):
+    api.put(OBJECTS["Namespace"], pod("a", {"x": "1"}), pod("b", {}))
+    assert [p["metadata"]["name"] for p in cl.Cluster(request_timeout_s=5).pods(N.namespace)] == ["a", "b"]
+
+
+def test_pods_of_a_deployment_without_a_namespace_are_in_the_courses(api):
+    without = json.loads(json.dumps(DEPLOYMENT))
+    del without["metadata"]["namespace"]
+    api.put(OBJECTS["Namespace"])
+    cl.Cluster(request_timeout_s=5).pods_of(without)
+    assert api.sent("GET", "pods")[0].namespace == N.namespace
+
+
+def test_a_pods_own_namespace_wins_over_the_one_passed(api):
+    api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}},
+            {**pod("p", {}), "metadata": {"name": "p", "namespace": "lab"}})
+    c = cl.Cluster(request_timeout_s=5)
+    assert c.delete_pod({"metadata": {"name": "p", "namespace": "lab"}}, namespace="other") == "p"
+    assert api.deletes() == ["DELETE /api/v1/namespaces/lab/pods/p"]
+    c.pod_events({"metadata": {"name": "p"}})      # no namespace in the dict: the course's
+    assert api.sent("GET", "events")[-1].namespace == N.namespace
 
 
 def test_events_of_a_pod_without_a_namespace_are_looked_up_in_the_courses(api):

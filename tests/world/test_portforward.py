@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -36,6 +38,7 @@ from tests.fakes import portforward as fake_pf
 from tests.fakes.resources import by_kind
 from tests.fakes.serving import fake_cluster
 from tests.fakes.vllm import KEY, MODEL, FakeVllm
+from tests.support import REPO
 
 N = system()
 POD = "vllm-abc"
@@ -118,7 +121,8 @@ def test_describe_endpoints():
 
 @pytest.mark.parametrize("target, expected", [
     ("service/x", ("Service", "x")), ("svc/x", ("Service", "x")), ("services/x", ("Service", "x")),
-    ("pod/p", ("Pod", "p")), ("po/p", ("Pod", "p")), ("x", ("Service", "x")),
+    ("pod/p", ("Pod", "p")), ("po/p", ("Pod", "p")), ("pods/p", ("Pod", "p")), ("Pod/p", ("Pod", "p")),
+    ("x", ("Service", "x")),
     ({"kind": "Pod", "metadata": {"name": "p"}}, ("Pod", "p")),
     (ObjectRef("v1", "Service", "s", "ns"), ("Service", "s")),
 ])
@@ -126,11 +130,19 @@ def test_parse_target(target, expected):
     assert pf.parse_target(target) == expected
 
 
-@pytest.mark.parametrize("target", ["deployment/x", "service/", {"kind": "Deployment", "metadata": {"name": "d"}},
-                                    {"kind": "Service", "metadata": {}}])
-def test_parse_target_rejects_other_kinds(target):
-    with pytest.raises(InputError):
+@pytest.mark.parametrize("target, what, fix", [
+    ("deployment/x", "'deployment/x' is not service/NAME or pod/NAME.", "Write e.g. 'service/vllm-qwen25-coder-7b'."),
+    ("service/", "'service/' is not service/NAME or pod/NAME.", "Write e.g. 'service/vllm-qwen25-coder-7b'."),
+    ({"kind": "Deployment", "metadata": {"name": "d"}}, "Cannot port-forward to a Deployment.",
+     "Pass a Service or Pod manifest, or 'service/NAME'."),
+    ({"metadata": {"name": "d"}}, "Cannot port-forward to a dict.", "Pass a Service or Pod manifest, or 'service/NAME'."),
+    ({"kind": "Service", "metadata": {}}, "Cannot port-forward to a Service.",
+     "Pass a Service or Pod manifest, or 'service/NAME'."),
+])
+def test_parse_target_rejects_other_kinds(target, what, fix):
+    with pytest.raises(InputError) as err:
         pf.parse_target(target)
+    assert (err.value.what, err.value.fix) == (what, fix)
 
 
 # -- the pump and the local listener ------------------------------------------------------
@@ -285,6 +297,52 @@ def test_a_remote_that_reports_an_error_without_an_explainer_keeps_its_words():
             assert c.recv(10) == b""
         [err] = fwd.errors
     assert isinstance(err, ClusterError) and err.what == "error forwarding port 8000 to pod x, uid : boom"
+
+
+def test_the_listener_still_accepts_after_a_quiet_while_and_after_a_failed_stream():
+    opened = []
+
+    def open_remote():
+        opened.append(1)
+        if len(opened) == 1:
+            raise ClusterError("the first stream is refused", "fix")
+        return _echo_remote()
+
+    with pf.LocalForwarder(open_remote) as fwd:
+        time.sleep(0.5)                           # longer than the accept loop's 0.2 s wake-up
+        with socket.create_connection((fwd.host, fwd.port), timeout=3) as c:
+            assert c.recv(10) == b""              # refused: closed at once
+        with socket.create_connection((fwd.host, fwd.port), timeout=3) as c:
+            c.sendall(b"ok")
+            assert c.recv(10) == b"OK"
+    assert len(opened) == 2 and fwd.connections == 1
+
+
+def test_close_is_bounded_even_when_a_pump_is_stuck_in_a_send():
+    ours, theirs = socket.socketpair()           # the remote never reads: its buffers fill up
+    fwd = pf.LocalForwarder(lambda: ours)
+    c = socket.create_connection((fwd.host, fwd.port), timeout=3)
+    c.settimeout(0.05)
+    start = time.monotonic()
+    while time.monotonic() - start < 3:          # until the pump is blocked in sendall
+        try:
+            c.sendall(b"x" * 65536)
+        except OSError:
+            break
+    start = time.monotonic()
+    fwd.close(timeout_s=0.3)
+    assert time.monotonic() - start < 2          # not the 30 s the stalled send may wait
+    c.close()
+    theirs.close()
+
+
+def test_a_forgotten_forwarder_does_not_keep_python_from_exiting():
+    code = ("import socket\nfrom llmserve.world.portforward import LocalForwarder\n"
+            "def remote():\n    a, b = socket.socketpair()\n    remote.keep = b\n    return a\n"
+            "fwd = LocalForwarder(remote)\nc = socket.create_connection((fwd.host, fwd.port))\nc.sendall(b'x')\n"
+            "import time; time.sleep(0.5)\nprint('done')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, cwd=REPO)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
 
 
 def test_two_default_forwarders_get_two_free_ports():
