@@ -13,6 +13,7 @@ import time
 import pytest
 
 from llmserve.core.errors import InputError
+from llmserve.core.waiting import wait_until
 from llmserve.observability import catalogue, scaling
 from llmserve.observability.autoscaler import Autoscaler, waiting_query
 from llmserve.observability.lab import LabSettings, ObservabilityLab, messages_for
@@ -47,8 +48,16 @@ class Recorded:
 
 def test_prometheus_scrapes_the_engine_and_the_router(lab):
     assert {(t["job"], t["health"]) for t in lab.prometheus.targets()} == {(lab.job, "up"), ("vllm-router", "up")}
-    routed = lab.prometheus.query("sum(vllm_router_processed_requests_total)")
-    assert routed and routed[0].value >= lab.last_load["ok"] > 0
+    ok = lab.last_load["ok"]
+
+    def counted() -> tuple[bool, float]:
+        # The load's last requests reach the counter at the next scrape, not at once.
+        routed = lab.prometheus.query("sum(vllm_router_processed_requests_total)")
+        value = routed[0].value if routed else 0.0
+        return value >= ok, value
+
+    waited = wait_until(counted, timeout_s=10 * lab.settings.scrape_interval_s, interval_s=0.5)
+    assert ok > 0 and waited.done, f"the router counted {waited.status:g} of {ok} requests after {waited.elapsed_s:.0f} s"
 
 
 def test_every_dashboard_query_answers_while_load_runs(lab):
