@@ -1,29 +1,92 @@
-"""Fixtures (the built book, built once per session) and the markers' skip rules."""
+"""Fixtures shared by several folders (the built book and the router fleet, each started once per
+session), the order the tests run in, and the markers' skip rules.
+
+The strict book build (every lab executed: most of a run's time) starts in the background as
+soon as the tests are collected. Meanwhile the tests that need neither the book nor a quiet
+machine run; then the book's tests, which wait for the build; then the tests marked ``quiet``,
+which time an engine and get the machine to themselves.
+"""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, BookBuild, build_book
+from tests.support import BUILD_TIMEOUT_S, REPO, BookBuild, build_command, offline_env
+
+
+class _BackgroundBuild:
+    """The strict build, started when collection ends, while the tests that do not need the
+    machine to themselves run (most of the build's time is notebooks waiting on engines).
+
+    Its own process group, so that a run that ends early (``-x``, Ctrl-C, a crash) stops the
+    build and the kernels and engines it started (:meth:`stop`, from ``pytest_sessionfinish``).
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.result = out, None
+        self.log = open(out / "build.log", "w+", encoding="utf-8")
+        self.proc = subprocess.Popen(build_command(REPO, out), stdout=self.log, stderr=subprocess.STDOUT,
+                                     text=True, env=offline_env(), start_new_session=True)
+
+    def wait(self) -> BookBuild:
+        if self.result is None:
+            try:
+                code = self.proc.wait(timeout=BUILD_TIMEOUT_S - 60)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                code = -1
+            self.log.seek(0)
+            self.result = BookBuild(self.out, code, self.log.read())
+        return self.result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+_BUILD = pytest.StashKey[_BackgroundBuild]()
+
+
+def _needs_the_book(item) -> bool:
+    return bool({"book_build", "built_book"} & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_finish(session):
+    if (session.config.option.collectonly or os.environ.get("COURSE_BUILT_BOOK")
+            or not any(_needs_the_book(i) for i in session.items)):
+        return
+    out = session.config._tmp_path_factory.mktemp("book")
+    session.config.stash[_BUILD] = _BackgroundBuild(out)
+
+
+
+def pytest_sessionfinish(session):
+    build = session.config.stash.get(_BUILD, None)
+    if build is not None:
+        build.stop()
+
 
 @pytest.fixture(scope="session")
-def book_build(tmp_path_factory) -> BookBuild:
-    """Build the whole book once per run (every notebook executed there, once); never fails by itself.
+def book_build(request) -> BookBuild:
+    """The whole book, built once per run (every notebook executed there, once); never fails by itself.
 
-    The notebook tests read the notebooks this build executed, so each notebook runs once
-    per test run and still fails with its own message.
+    The build starts in the background when collection ends; the notebook tests read the
+    notebooks it executed, so each notebook runs once per test run and still fails with its
+    own message.
     """
     reuse = os.environ.get("COURSE_BUILT_BOOK")  # a developer's shortcut (a --path-output folder), never set in CI
     if reuse:
         root = Path(reuse)
         return BookBuild(root, 0, (root / "build.log").read_text() if (root / "build.log").exists() else "")
-    out = tmp_path_factory.mktemp("book")
-    proc = build_book(REPO, out)
-    log = proc.stdout + proc.stderr
-    (out / "build.log").write_text(log)
-    return BookBuild(out, proc.returncode, log)
+    return request.config.stash[_BUILD].wait()
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +97,36 @@ def built_book(book_build) -> Path:
     return book_build.html
 
 
+@pytest.fixture(scope="session")
+def router_bin():
+    """The vllm-router binary. CI installs it (scripts/setup.sh): there a missing one fails."""
+    from llmserve.routing.fleet import router_binary
+
+    path = router_binary()
+    if not path.exists():
+        message = f"no vllm-router at {path} (scripts/setup.sh installs it into .venv-router)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; in CI a missing router is a failure, not a skip")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fleet(router_bin):
+    """Two CPU vLLM engines behind vllm-router, started once per session (engines cost 30-90 s
+    to start on two busy cores; the routing and observability tests send a few seconds of work)."""
+    from llmserve.routing.fleet import EngineSettings, Fleet
+
+    # The routing lab's cache: too small for every tenant's prompt on one engine (tests/routing/test_experiment.py).
+    with Fleet(2, policy="round_robin", settings=EngineSettings(kv_cache_blocks=12)) as f:
+        yield f
+
+
 def pytest_collection_modifyitems(config, items):
+    # While the book builds in the background: first every test that needs neither the book
+    # nor a quiet machine, then the book's tests (they wait for the build), then the tests
+    # marked ``quiet`` (they time things: nothing else may run beside them).
+    items.sort(key=lambda item: 2 if "quiet" in item.keywords else 1 if _needs_the_book(item) else 0)
     from llmserve.world import mode
 
     device, device_reason = mode.detect_device()

@@ -35,11 +35,16 @@ def offline_env() -> dict:
 BUILD_TIMEOUT_S = 2400
 
 
+def build_command(source: Path, out: Path) -> list[str]:
+    """The README's strict build (same flags as scripts/build-book.sh); run it with :func:`offline_env`."""
+    return [str(VENV_BIN / "jupyter-book"), "build", str(source), "--path-output", str(out),
+            "-W", "-n", "--keep-going"]
+
+
 def build_book(source: Path, out: Path) -> subprocess.CompletedProcess:
-    """The README's strict build (same flags as scripts/build-book.sh), offline."""
-    cmd = [str(VENV_BIN / "jupyter-book"), "build", str(source), "--path-output", str(out),
-           "-W", "-n", "--keep-going"]
-    return subprocess.run(cmd, capture_output=True, text=True, env=offline_env(), timeout=BUILD_TIMEOUT_S - 60)
+    """The strict build of ``source``, offline, waited for."""
+    return subprocess.run(build_command(source, out), capture_output=True, text=True, env=offline_env(),
+                          timeout=BUILD_TIMEOUT_S - 60)
 
 
 @dataclass(frozen=True)

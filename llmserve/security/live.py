@@ -87,6 +87,12 @@ def port_forward_commands() -> list[str]:
             f"kubectl port-forward -n {n.namespace} svc/{name} {port}:{port}"]
 
 
+#: Routes outside /v1 that vLLM 0.32 answers without a key and no client of the course needs
+#: (vllm/entrypoints/serve/tokenize/api_router.py, serve/instrumentator/basic.py and metrics.py;
+#: /docs is FastAPI's OpenAPI page).
+OTHER_OPEN_ROUTES = (("POST", "/detokenize"), ("GET", "/version"), ("GET", "/metrics"), ("GET", "/docs"))
+
+
 class LabServers:
     """What the lab probes: vLLM straight, and the gateway in front of it.
 
@@ -127,6 +133,18 @@ class LabServers:
             where = "the gateway" if through_gateway else "vLLM"
             return [], Report(f"probes to {where}", (Finding(SKIP, f"nothing sent: {self.reason}"),))
         return probe(self.urls[through_gateway], self.model, self.api_key, through_gateway=through_gateway)
+
+    def other_routes(self) -> list[tuple[str, str, int, int]]:
+        """``(method, path, status straight to vLLM, status through the gateway)`` for
+        :data:`OTHER_OPEN_ROUTES`, no key sent; none when there is nothing to talk to."""
+        if self.kind == "none":
+            return []
+        rows = []
+        for method, path in OTHER_OPEN_ROUTES:
+            body = {"model": self.model, "tokens": [1, 2]} if path == "/detokenize" else None
+            rows.append((method, path, send(self.urls[False], method, path, body)[0],
+                         send(self.urls[True], method, path, body)[0]))
+        return rows
 
     def curl_commands(self, *, through_gateway: bool) -> list[str]:
         """The probes by hand against the direct or the gateway URL (``$URL`` when there is none)."""

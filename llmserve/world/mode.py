@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from llmserve.core.errors import ClusterError
+from llmserve.core.errors import ClusterError, ServerError
 from llmserve.core.paths import REPO_ROOT
 from llmserve.world import cluster  # imports the kubernetes client only when it connects
 
@@ -148,3 +148,17 @@ def detect_server(mode: Mode) -> tuple[str, str]:
         return "local", f"no cluster, so a real vLLM engine runs on this machine's CPU ({py})"
     return "none", (f"no cluster and no local vLLM at {py}: run `bash scripts/setup.sh` to install it "
                     "(or set COURSE_VLLM_PYTHON)")
+
+
+def ran_for_real(kind: str, lab: str) -> bool:
+    """Whether a lab's experiment had something to talk to (``kind`` from :func:`detect_server` is not ``none``).
+
+    A lab's checks of its measurements run only when this is true. Under CI (the ``CI``
+    variable that ``.ci/run`` sets) an experiment with nothing to talk to is an error, not a
+    quiet skip: CI installs the CPU engine, so its absence there is a broken set-up.
+    """
+    if kind == "none" and os.environ.get("CI"):
+        raise ServerError(f"The {lab} had nothing to talk to under CI, so its checks would pass without running.",
+                          "CI installs the CPU engine, the router and nginx with `bash scripts/setup.sh`: "
+                          "look at why it did not (its log is at the top of the CI output).")
+    return kind != "none"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from llmserve.core.errors import ClusterError
+from llmserve.core.errors import ClusterError, ServerError
 from llmserve.world import mode
 from tests.fakes.serving import fake_cluster
 from tests.support import REPO
@@ -135,3 +135,14 @@ def test_a_mode_cannot_change_once_decided(clean_env):
     m = mode.detect()
     with pytest.raises(AttributeError):
         m.cluster = "live"
+
+
+def test_a_lab_with_nothing_to_talk_to_skips_its_checks_only_outside_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    assert mode.ran_for_real("local", "lab") and mode.ran_for_real("cluster", "lab")
+    assert mode.ran_for_real("none", "lab") is False
+    monkeypatch.setenv("CI", "true")
+    assert mode.ran_for_real("local", "lab")
+    with pytest.raises(ServerError, match="nothing to talk to under CI") as err:
+        mode.ran_for_real("none", "capstone lab")
+    assert "capstone lab" in err.value.what and "scripts/setup.sh" in err.value.fix
