@@ -2,7 +2,8 @@
 session), the order the tests run in, and the markers' skip rules.
 
 The strict book build (every lab executed: most of a run's time) starts in the background as
-soon as the tests are collected. Meanwhile the tests that need neither the book nor a quiet
+soon as the tests are collected, and keeps the CPU first: the test process lowers its own
+priority right after starting it. Meanwhile the tests that need neither the book nor a quiet
 machine run; then the book's tests, which wait for the build; then the tests marked ``quiet``,
 which time an engine and get the machine to themselves.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -44,15 +46,61 @@ class _BackgroundBuild:
         return self.result
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is not None:
+            return
+        # The engines a lab starts run in process groups of their own (llmserve.serving.engine), and
+        # a killed kernel cannot stop them: signal every group under the build, found before it dies.
+        below = descendants(self.proc.pid)
+        groups = {self.proc.pid} | {g for g in map(_group_of, below) if g}
+        for sig, grace_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+            for group in groups:
+                try:
+                    os.killpg(group, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and (self.proc.poll() is None or any(map(_alive, below))):
+                time.sleep(0.2)
+            if self.proc.poll() is not None and not any(map(_alive, below)):
+                return
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (children, their children, …), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie no one reaps yet counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 _BUILD = pytest.StashKey[_BackgroundBuild]()
+#: How much lower the tests' priority is than the build's (os.nice; it cannot be raised back
+#: without privileges, which does not matter once the build is done and nothing competes).
+BESIDE_THE_BUILD_NICENESS = 10
 
 
 def _needs_the_book(item) -> bool:
@@ -65,7 +113,20 @@ def pytest_collection_finish(session):
         return
     out = session.config._tmp_path_factory.mktemp("book")
     session.config.stash[_BUILD] = _BackgroundBuild(out)
+    # The build's labs time things (a cold start, an autoscaler's reaction): they get the CPU first.
+    # The tests that run beside it, and the engines they start, take what the build leaves idle.
+    os.nice(BESIDE_THE_BUILD_NICENESS)
 
+
+
+def pytest_configure(config):
+    # A run stopped with SIGTERM (a CI timeout, `kill`) ends as Ctrl-C does: the session's
+    # finish hook then stops the background build and the engines under it.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_sessionfinish(session):

@@ -127,3 +127,36 @@ def run_notebook(path: Path, timeout_s: int = 900):
             else:
                 os.environ[k] = v
     return nb
+
+
+# What the labs' live cells send is derived, not listed: tests/world/test_lab_access.py compares the
+# requests every lab sends to the recording fake API server with these grants. What no lab sends is
+# the kubectl commands they print for doing a step by hand: the read-only ones must work for a
+# participant too. (kubectl get NAME --watch and rollout status list and watch with
+# fieldSelector=metadata.name=NAME: RBAC then checks the name, requestinfo.go.)
+def participant_by_hand_reads() -> dict[str, list[tuple[str, str, str, str | None]]]:
+    """The read-only kubectl commands the labs print, each with the checks RBAC makes of it
+    ``(verb, group, resource, name)`` (tests/workshop/test_rbac.py, tests/world/test_lab_access.py)."""
+    from llmserve.core import names
+    from llmserve.deployment.workload import kubectl_commands
+    from llmserve.storage.live import by_hand
+
+    n = names.system()
+    deployment = next(o for o in names.base_objects() if o["kind"] == "Deployment")
+    cmds = kubectl_commands(deployment)
+    named = [(verb, group, resource, name) for group, resource, name in
+             [("apps", "deployments", n.deployment), ("", "persistentvolumeclaims", n.pvc)]
+             for verb in ("get", "list", "watch")]
+    return {
+        cmds["rollout"]: [a for a in named if a[2] == "deployments"],
+        cmds["pods"]: [("list", "", "pods", None), ("watch", "", "pods", None)],
+        cmds["owners"]: [("list", "apps", "replicasets", None), ("list", "", "pods", None)],
+        cmds["logs"]: [("get", "apps", "deployments", n.deployment), ("list", "", "pods", None),
+                       ("get", "", "pods/log", None)],
+        f"kubectl get events -n {n.namespace} -w": [("list", "", "events", None), ("watch", "", "events", None)],
+        by_hand("watch"): [a for a in named if a[2] == "persistentvolumeclaims"],
+        by_hand("get"): [("get", "", "persistentvolumes", n.pv), ("get", "", "persistentvolumeclaims", n.pvc)],
+        by_hand("default-class"): [("list", "storage.k8s.io", "storageclasses", None)],
+        f"kubectl -n {n.namespace} get hpa {n.deployment} --watch":
+            [(v, "autoscaling", "horizontalpodautoscalers", n.deployment) for v in ("get", "list", "watch")],
+    }

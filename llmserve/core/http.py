@@ -46,10 +46,8 @@ def join(url: str, path: str) -> str:
     return url.rstrip("/") + "/" + path.lstrip("/") if path else url
 
 
-def request(url: str, path: str = "", *, method: str = "GET", body: dict | None = None,
-            api_key: str | None = None, timeout: float = 5.0, accept: str = "application/json") -> HttpResult:
-    """Send one request to ``url + path``; any failure becomes a :class:`ServerError` naming the fix."""
-    full = join(url, path)
+def encode(body: dict | None, api_key: str | None, accept: str = "application/json") -> tuple[bytes | None, dict]:
+    """A request's JSON body and headers, the bearer key among them when there is one."""
     headers = {"Accept": accept}
     data = None
     if body is not None:
@@ -57,6 +55,14 @@ def request(url: str, path: str = "", *, method: str = "GET", body: dict | None 
         headers["Content-Type"] = "application/json"
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    return data, headers
+
+
+def request(url: str, path: str = "", *, method: str = "GET", body: dict | None = None,
+            api_key: str | None = None, timeout: float = 5.0, accept: str = "application/json") -> HttpResult:
+    """Send one request to ``url + path``; any failure becomes a :class:`ServerError` naming the fix."""
+    full = join(url, path)
+    data, headers = encode(body, api_key, accept)
     req = urllib.request.Request(full, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:

@@ -165,6 +165,10 @@ def cleanup(cluster: Cluster, objects: Iterable[dict], dry_run: bool = False) ->
 
 # --------------------------------------------------------------------------- the chapter's two forms
 
+#: The router Service's port for clients (manifests/components/router).
+ROUTER_PORT_NAME = "http"
+
+
 class ClusterStack:
     """The full stack on a live cluster: each stage applied and waited for, then queried, loaded, cleaned up."""
 
@@ -193,8 +197,10 @@ class ClusterStack:
         return services[0]
 
     def open_router(self):
-        """A port-forward to the router's Service (a context manager yielding the local root URL)."""
-        return portforward.forward(self.cluster, self.router_service())
+        """A port-forward to the router's Service (a context manager yielding the local root URL).
+
+        The Service has two ports (``http`` and ``metrics``): the forward must name the one clients use."""
+        return portforward.forward(self.cluster, self.router_service(), remote_port=ROUTER_PORT_NAME)
 
     def cleanup(self, dry_run: bool = False) -> list[str]:
         return cleanup(self.cluster, self.objects(), dry_run=dry_run)
@@ -297,7 +303,7 @@ class LocalStack:
 
     def load_and_watch(self, profile: Profile | None = None, progress: Progress | None = print) -> ScalingRun:
         profile = profile or Profile((Phase("low", 1, 5), Phase("high", 6, 10, 300, until="the new replica serves"),
-                                      Phase("cool", 1, 5, 120, until="back to one replica")))
+                                      Phase("cool", 1, 5, 240, until="back to one replica")))
         return run_autoscaling(self.lab, profile, self.behavior, progress=progress)
 
     def series(self, run: ScalingRun) -> tuple[list, list]:

@@ -37,6 +37,7 @@ from llmserve.core import http
 from llmserve.core.errors import CourseError, ServerError
 from llmserve.core.waiting import wait_until
 from llmserve.serving.engine import free_port
+from llmserve.world.processes import kill_groups_now
 
 INSTALL_FIX = ("Install Debian's Prometheus: `sudo apt-get update && sudo apt-get install -y prometheus` "
                "(scripts/setup.sh does it; the course runs the binary, never the service), "
@@ -310,5 +311,4 @@ class LocalPrometheus:
 
 @atexit.register
 def _stop_all() -> None:
-    for prom in list(_LIVE):
-        prom.stop(timeout_s=5)
+    kill_groups_now(prom.proc for prom in list(_LIVE))

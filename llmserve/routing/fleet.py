@@ -28,12 +28,12 @@ What it runs:
 
 Everything listens on 127.0.0.1 only. Every process runs in its own process group and is
 stopped by :meth:`Fleet.stop` (also when the ``with`` body raises) and, for anything still
-running when Python exits, by an ``atexit`` hook. Bounds: at most :data:`MAX_ENGINES`
+running when Python exits, by the engines' and the router's own ``atexit`` hooks
+(:mod:`llmserve.world.processes`). Bounds: at most :data:`MAX_ENGINES`
 engines, a start-up time limit per process.
 """
 from __future__ import annotations
 
-import atexit
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -59,7 +59,6 @@ SERVED_MODEL = "tiny-qwen2"
 __all__ = ["ENGINE_ENV", "MAX_ENGINES", "ROUTER_VERSION", "EngineSettings", "Fleet", "Router", "router_binary"]
 
 Progress = Callable[[str], None]
-_LIVE: "set[Fleet]" = set()
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,6 @@ class Fleet:
     def start(self) -> "Fleet":
         if self.router is not None:
             return self
-        _LIVE.add(self)
         t0 = time.monotonic()
         try:
             self.model_dir = ensure_tiny_model(TINY)
@@ -268,7 +266,6 @@ class Fleet:
         if engines:
             with ThreadPoolExecutor(max_workers=len(engines)) as pool:
                 list(pool.map(lambda e: e.stop(), engines))
-        _LIVE.discard(self)
 
     def __enter__(self) -> "Fleet":
         return self.start()
@@ -284,8 +281,3 @@ class Fleet:
     def __repr__(self) -> str:
         return f"Fleet({len(self.engines)} engines, router={self.router!r})"
 
-
-@atexit.register
-def _stop_all() -> None:
-    for fleet in list(_LIVE):
-        fleet.stop()

@@ -32,6 +32,7 @@ from llmserve.core.waiting import wait_until
 from llmserve.routing.policy import POLICIES
 from llmserve.serving.engine import free_port
 from llmserve.serving.tinymodel import default_cache_root
+from llmserve.world.processes import kill_groups_now
 
 #: The router release the course pins (PyPI ``vllm-router``).
 ROUTER_VERSION = "0.1.17"
@@ -206,5 +207,4 @@ def _signal_group(pid: int, sig: int) -> None:
 
 @atexit.register
 def _stop_all() -> None:
-    for router in list(_LIVE):
-        router.stop()
+    kill_groups_now(router.proc for router in list(_LIVE))

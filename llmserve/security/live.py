@@ -13,7 +13,6 @@ and only a failed connection becomes the core's :class:`ServerError`.
 from __future__ import annotations
 
 import http.client
-import json
 import secrets
 import socket
 from contextlib import ExitStack
@@ -32,15 +31,10 @@ from llmserve.world.cluster import Cluster
 
 def send(url: str, method: str, path: str, body: dict | None = None, api_key: str | None = None,
          timeout: float = 60.0) -> tuple[int, str]:
-    """``(status, text)`` of one request to ``url`` + ``path`` (the path is sent as given)."""
+    """``(status, text)`` of one request to ``url`` + ``path``: the path is sent as given (the lab probes
+    paths with ``..`` in them) and any status is an answer, not an error, unlike :func:`core_http.request`."""
     parts = urlsplit(url)
-    headers = {"Accept": "application/json"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    data, headers = core_http.encode(body, api_key)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     try:
         conn.request(method, parts.path.rstrip("/") + path, body=data, headers=headers)

@@ -37,6 +37,7 @@ from llmserve.core.waiting import wait_until
 from llmserve.kvcache.planner import parse_startup_log
 from llmserve.serving.tinymodel import TINY, TinyShape, default_cache_root, ensure_tiny_model
 from llmserve.world import mode
+from llmserve.world.processes import kill_groups_now
 
 #: Default KV cache for the tiny model: 64 MiB = 65,536 tokens at 1 KiB/token.
 DEFAULT_KV_CACHE_BYTES = 64 * 2**20
@@ -160,6 +161,10 @@ class LocalVLLM:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1",
                    PYTHONUNBUFFERED="1")
         env.pop("VLLM_CPU_KVCACHE_SPACE", None)
+        # vLLM takes $VLLM_API_KEY as its key when --api-key is absent (vllm/entrypoints/serve/middleware/
+        # register.py): a participant who exported the shared server's key would otherwise start local
+        # engines that refuse the labs' own requests. A local engine has a key only when given one.
+        env.pop("VLLM_API_KEY", None)
         if self.kvcache_space_gib is not None:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kvcache_space_gib)
         env.update(self.extra_env)
@@ -384,5 +389,4 @@ def measure_kv_capacity(shape: TinyShape = TINY, *, max_model_len: int,
 
 @atexit.register
 def _stop_all() -> None:
-    for server in list(_LIVE):
-        server.stop(timeout_s=5)
+    kill_groups_now(server.proc for server in list(_LIVE))

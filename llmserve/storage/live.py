@@ -131,7 +131,7 @@ def by_hand(step: str) -> str:
     commands = {
         "default-class": "kubectl get storageclass",
         "apply": "kubectl apply " + " ".join(f"-f {base_file(k)}" for k in STORAGE_KINDS),
-        "get": f"kubectl get pv,pvc -n {names.namespace}",
+        "get": f"kubectl get pv/{names.pv} pvc/{names.pvc} -n {names.namespace}",   # by name: what the lab reads
         "watch": f"kubectl get {claim} --watch",
         "describe": f"kubectl describe {claim}",
         "release": f"kubectl patch pv {names.pv} --type json -p '{_release_patch_text()}'",

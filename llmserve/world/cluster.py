@@ -294,8 +294,17 @@ class Cluster:
         return self.api_client.sanitize_for_serialization(obj)
 
     def _resource(self, api_version: str, kind: str):
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
         try:
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            # Discovery does not list the kind: for a custom resource, its CRD is not installed.
+            raise ClusterError(f"The cluster at {self.host} has no API for {kind} ({api_version}): nothing "
+                               "there defines that kind.",
+                               f"Install what defines it (`kubectl get crd` lists the custom kinds; {kind} "
+                               "comes with its operator's CRDs, e.g. the Prometheus operator for PodMonitor "
+                               "and PrometheusRule, KEDA for ScaledObject), or leave that part out.") from None
         except Exception as exc:  # noqa: BLE001
             raise explain(exc, f"find the API for {kind} ({api_version})", self.host) from None
 

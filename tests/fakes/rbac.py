@@ -3,8 +3,13 @@
 A request is allowed when one rule of a bound Role or ClusterRole matches its
 API group, resource (``pods/log`` for a subresource), verb and, when the rule
 lists ``resourceNames``, its object's name; a rule with resourceNames never
-matches ``list``, ``watch``, ``deletecollection`` or a ``create`` without a name
-(https://kubernetes.io/docs/reference/access-authn-authz/rbac/#referring-to-resources).
+matches ``deletecollection`` or a ``create`` without a name, and matches ``list``
+or ``watch`` only when the request names its object with the field selector
+``metadata.name=<name>``
+(https://kubernetes.io/docs/reference/access-authn-authz/rbac/#referring-to-resources):
+the API server's resolver takes the name of a list or watch from that selector
+(staging/src/k8s.io/apiserver/pkg/endpoints/request/requestinfo.go,
+``FieldSelector.RequiresExactMatch("metadata.name")``).
 A Role grants only in its own namespace; a ClusterRole bound by a
 ClusterRoleBinding grants everywhere and on cluster-scoped resources.
 
@@ -46,12 +51,23 @@ class Access:
         return f"{self.verb} {group}/{self.resource}{' ' + self.name if self.name else ''}{where}"
 
 
+def selected_name(field_selector: str | None) -> str | None:
+    """The name a list or watch asks for with ``metadata.name=<name>`` (or ``==``) among its field terms."""
+    for term in (field_selector or "").split(","):
+        key, sep, value = term.partition("==") if "==" in term else term.partition("=")
+        if sep and not key.endswith("!") and key.strip() == "metadata.name" and value.strip():
+            return value.strip()
+    return None
+
+
 def accesses(requests) -> list[Access]:
     """The checks RBAC makes of each recorded request (:meth:`tests.fakes.apiserver.Request.authorized_as`)."""
     out = set()
     for r in requests:
         for verb, group, resource, namespace in r.authorized_as():
             name = r.name
+            if name is None and verb in ("list", "watch"):
+                name = selected_name(r.param("fieldSelector"))
             if name and resource.split("/")[0] in INVENTED_NAMES:
                 name = MADE_BY_CONTROLLERS
             out.add(Access(verb, group, resource, namespace, name))
@@ -60,6 +76,8 @@ def accesses(requests) -> list[Access]:
 
 @dataclass(frozen=True)
 class Rule:
+    """One PolicyRule of a Role or ClusterRole, where its binding grants it."""
+
     groups: frozenset
     resources: frozenset
     verbs: frozenset
@@ -71,9 +89,9 @@ class Rule:
             return False
         if not ({"*", a.group} & self.groups and {"*", a.resource} & self.resources and {"*", a.verb} & self.verbs):
             return False
-        if self.names:
+        if self.names:   # a list or watch carries a name only when its field selector names one
             return a.name is not None and a.name != MADE_BY_CONTROLLERS and a.name in self.names \
-                and a.verb not in ("list", "watch", "deletecollection")
+                and a.verb != "deletecollection"
         return True
 
 
@@ -98,4 +116,5 @@ def rules_of(objects: list[dict], subject: tuple[str, str, str]) -> list[Rule]:
 
 
 def allowed(a: Access, rules: list[Rule]) -> bool:
+    """Whether any of ``rules`` grants ``a`` (RBAC only adds: no rule can deny)."""
     return any(r.allows(a) for r in rules)

@@ -57,6 +57,15 @@ RESOURCES = (
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
     Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    # Built into every API server (https://kubernetes.io/docs/reference/generated/kubernetes-api/v1.35/):
+    # the routing overlay's PodDisruptionBudget, the full stack's HorizontalPodAutoscaler, and what
+    # its preflight reads (CRDs from apiextensions-apiserver, APIServices from kube-aggregator).
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, subresources=("status",)),
+    Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
+             subresources=("status",)),
+    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
+             subresources=("status",)),
+    Resource("apiregistration.k8s.io", "v1", "apiservices", "APIService", False, subresources=("status",)),
 )
 
 # The verbs of subresources as the real server lists them (pods/log is read-only,

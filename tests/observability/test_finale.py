@@ -71,3 +71,16 @@ def test_the_full_stack_on_a_cluster():     # pragma: no cover - needs a GPU clu
         stack.apply(stage)
     assert stack.query().completion_tokens > 0
     stack.cleanup()
+
+
+def test_on_a_cluster_the_router_is_reached_on_its_client_port(monkeypatch):
+    # The router Service has two ports: a forward that names none cannot choose (portforward asks for one).
+    asked = {}
+    monkeypatch.setattr(finale.portforward, "forward",
+                        lambda cluster, target, remote_port=None: asked.update(target=target, port=remote_port))
+    stack = finale.ClusterStack(cluster=object(), progress=None)
+    stack.open_router()
+    service = stack.router_service()
+    assert asked == {"target": service, "port": finale.ROUTER_PORT_NAME}
+    assert len(service["spec"]["ports"]) > 1
+    assert finale.ROUTER_PORT_NAME in [p["name"] for p in service["spec"]["ports"]]

@@ -55,3 +55,14 @@ def test_a_server_that_exits_during_start_up_is_reported_with_its_log(tmp_path):
         srv.start()
     assert "ModuleNotFoundError" in err.value.what and "setup.sh" in err.value.fix
     assert not srv.is_running() and not srv.group_alive()
+
+
+def test_a_key_exported_for_the_shared_server_does_not_reach_a_local_engine(tmp_path, monkeypatch):
+    # Participants export the workshop server's key (book/workshop/participants.md); vLLM would take
+    # $VLLM_API_KEY as its own key and refuse the local labs' requests.
+    monkeypatch.setenv("VLLM_API_KEY", "the-shared-servers-key")
+    plain = LocalVLLM(TINY, model_dir=tmp_path, port=1234)
+    assert "VLLM_API_KEY" not in plain.environment() and "--api-key" not in plain.command()
+    keyed = LocalVLLM(TINY, model_dir=tmp_path, port=1234, api_key="local")
+    assert "VLLM_API_KEY" not in keyed.environment()
+    assert keyed.command()[keyed.command().index("--api-key") + 1] == "local"

@@ -73,7 +73,7 @@ def test_by_hand_commands_name_the_course_objects():
     assert live.by_hand("apply") == ("kubectl apply -f manifests/base/namespace.yaml "
                                      "-f manifests/base/model-pv.yaml -f manifests/base/model-pvc.yaml")
     assert live.by_hand("describe") == "kubectl describe pvc model-storage-claim -n ai-platform"
-    assert live.by_hand("get") == "kubectl get pv,pvc -n ai-platform"
+    assert live.by_hand("get") == "kubectl get pv/model-storage pvc/model-storage-claim -n ai-platform"
     assert live.by_hand("delete") == "kubectl delete pvc model-storage-claim -n ai-platform"
     with pytest.raises(InputError, match="Ask for one of"):
         live.by_hand("explode")

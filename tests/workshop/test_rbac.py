@@ -15,6 +15,7 @@ import pytest
 
 from llmserve.core import names
 from llmserve.world import manifests
+from tests.support import participant_by_hand_reads
 
 FILE = "examples/workshop/participant-rbac.yaml"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
@@ -22,20 +23,6 @@ WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 RESOURCE_OF_KIND = {"Namespace": ("", "namespaces"), "PersistentVolume": ("", "persistentvolumes"),
                     "PersistentVolumeClaim": ("", "persistentvolumeclaims"), "Secret": ("", "secrets"),
                     "Deployment": ("apps", "deployments"), "Service": ("", "services")}
-
-# What the labs do in a participant's hands, read-only (llmserve.world.cluster, llmserve.world.portforward).
-NEEDED = {
-    ("apps", "deployments"): {"get", "list"},
-    ("apps", "replicasets"): {"list"},                        # Cluster.replicasets_of
-    ("", "pods"): {"get", "list"},                            # pods_of
-    ("", "services"): {"get", "list"},
-    ("", "persistentvolumeclaims"): {"get", "list"},
-    ("", "pods/log"): {"get"},                                # Cluster.logs
-    ("", "pods/portforward"): {"create"},                     # portforward.forward
-    ("", "events"): {"list"},                                 # Cluster.events, pod_events
-    ("discovery.k8s.io", "endpointslices"): {"list"},         # portforward.forward
-}
-
 
 def _objects():
     return {o["kind"]: o for o in manifests.load(FILE)}
@@ -54,12 +41,16 @@ def test_file_is_strictly_valid():
     assert manifests.validate(manifests.load(FILE)) == []
 
 
-def test_role_grants_what_the_labs_read_in_the_courses_namespace():
-    role = _objects()["Role"]
-    assert role["metadata"]["namespace"] == names.system().namespace
-    for (group, resource), verbs in NEEDED.items():
-        for verb in verbs:
-            assert allowed(role["rules"], verb, group, resource), (verb, group, resource)
+def test_the_read_only_commands_the_labs_print_work_for_participants():
+    objs = _objects()
+    rules = objs["Role"]["rules"] + objs["ClusterRole"]["rules"]
+    refused = [f"{cmd}: {verb} {group or 'core'}/{resource}{' ' + name if name else ''}"
+               for cmd, needs in participant_by_hand_reads().items() for verb, group, resource, name in needs
+               if not allowed(rules, verb, group, resource, name)]
+    assert refused == [], "participants would be refused:\n" + "\n".join(refused)
+    # The commands are the ones the labs print (a command the labs no longer print leaves this list).
+    from llmserve.observability import order
+    assert any("get hpa" in line and "--watch" in line for stage in order.STAGE_NAMES for line in order.by_hand(stage))
 
 
 def test_participants_can_read_the_api_key_and_no_other_secret():
@@ -95,9 +86,15 @@ def test_cluster_objects_are_read_only_through_a_cluster_role():
     objs = _objects()
     granted = {(g, r, v) for rule in objs["ClusterRole"]["rules"] for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
-    # The volume, the Nodes and the StorageClasses the labs read; get and list only.
-    assert granted == {(g, r, v) for g, r in [("", "persistentvolumes"), ("", "nodes"),
-                                              ("storage.k8s.io", "storageclasses")] for v in ("get", "list")}
+    # The volume, the Nodes and the StorageClasses the labs read, the CRDs and the metrics API the
+    # full-stack lab's preflight looks for: reads only, narrowed by name wherever the API allows it.
+    assert granted <= {(g, r, v) for g, r in [("", "persistentvolumes"), ("", "nodes"),
+                                              ("storage.k8s.io", "storageclasses"),
+                                              ("apiextensions.k8s.io", "customresourcedefinitions"),
+                                              ("apiregistration.k8s.io", "apiservices")] for v in ("get", "list")}
+    assert allowed(objs["ClusterRole"]["rules"], "get", "", "persistentvolumes", names.system().pv)
+    assert not allowed(objs["ClusterRole"]["rules"], "get", "", "persistentvolumes", "someone-elses-volume")
+    assert not allowed(objs["ClusterRole"]["rules"], "list", "", "persistentvolumes")
     # Both bindings point at the same ServiceAccount the kubeconfig token is made for.
     sa = objs["ServiceAccount"]["metadata"]
     for kind in ("RoleBinding", "ClusterRoleBinding"):

@@ -153,6 +153,56 @@ def test_in_cluster_without_a_token_names_the_fix(tmp_path, monkeypatch):
     assert "inside a Pod" in err.value.what and "automountServiceAccountToken" in err.value.fix
 
 
+def test_inside_a_pod_the_service_account_is_used_and_no_volume_can_be_deleted(tmp_path, monkeypatch):
+    # JupyterHub runs each notebook in a Pod: no kubeconfig, the ServiceAccount's token instead.
+    from kubernetes.config import incluster_config
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("not-a-real-token")
+    ca.write_text("not a real certificate")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.43.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    c = cl.Cluster()
+    assert (c.context, c.host) == ("in-cluster", "https://10.43.0.1:443")
+    with pytest.raises(CourseError, match="never deletes a PersistentVolume"):   # refused before any request
+        c.call("delete", c.core.delete_persistent_volume, N.pv)
+
+
+def test_the_chosen_context_is_the_one_connected_to(tmp_path, monkeypatch):
+    path = kubeconfig(tmp_path, "http://127.0.0.1:1", contexts=("k3s",), current="k3s")
+    text = json.loads(path.read_text())
+    text["clusters"].append({"name": "lab", "cluster": {"server": "http://127.0.0.1:2"}})
+    text["contexts"].append({"name": "workshop", "context": {"cluster": "lab", "user": "learner"}})
+    path.write_text(json.dumps(text))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    assert cl.Cluster(context="workshop").host == "http://127.0.0.1:2"
+    monkeypatch.setenv("COURSE_CONTEXT", "workshop")
+    assert cl.Cluster().host == "http://127.0.0.1:2"
+
+
+def test_a_context_whose_entries_are_missing_names_it_and_the_fix(tmp_path, monkeypatch):
+    path = kubeconfig(tmp_path, "http://127.0.0.1:1")
+    text = json.loads(path.read_text())
+    text["contexts"][0]["context"]["cluster"] = "deleted-cluster"
+    path.write_text(json.dumps(text))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    with pytest.raises(ClusterError) as err:
+        cl.Cluster()
+    assert err.value.what.startswith(f"Context 'course' in {path} cannot be used: ")
+    assert "deleted-cluster" in err.value.what and "`kubectl config view`" in err.value.fix
+
+
+def test_the_kubeconfig_read_is_the_first_of_kubeconfig_else_the_home_one(tmp_path, monkeypatch):
+    import os
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    assert cl.kubeconfig_path() == tmp_path / "a"
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cl.kubeconfig_path() == tmp_path / ".kube" / "config"
+
+
 def test_closed_port(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, f"http://127.0.0.1:{closed_port()}")))
     with pytest.raises(ClusterError) as err:
@@ -331,6 +381,13 @@ def test_explain_other_failures():
     assert cl.explain(same, "anything") is same
 
 
+def test_a_failed_tls_handshake_keeps_its_cause():
+    import urllib3.exceptions as u3
+    tls = cl.explain(u3.SSLError("certificate verify failed: self-signed certificate"), "list Pods", "https://k:6443")
+    assert tls.what == ("The TLS handshake with https://k:6443 failed while trying to list Pods "
+                        "(certificate verify failed: self-signed certificate).")
+
+
 def test_long_causes_are_shortened():
     text = cl._short(OSError("x" * 300))
     assert len(text) == 158 and text.endswith("…")
@@ -403,6 +460,31 @@ def check_apply_is_server_side_apply(module, api) -> None:
 
 def test_apply_is_server_side_apply(api):
     check_apply_is_server_side_apply(cl, api)
+
+
+def test_apply_sends_each_object_to_the_api_group_of_its_api_version(api):
+    # Some kinds are served by two API groups (Event: v1 and events.k8s.io/v1; on a real cluster
+    # also HorizontalPodAutoscaler: autoscaling/v1 and v2): the manifest's apiVersion decides.
+    api.put(OBJECTS["Namespace"])
+    api.clear()
+    event = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e", "namespace": N.namespace},
+             "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "course",
+             "reportingInstance": "lab", "action": "Checked", "reason": "Checked",
+             "regarding": {"kind": "Pod", "name": "p", "namespace": N.namespace}}
+    assert cl.Cluster(request_timeout_s=5).apply(event) == [cl.ObjectRef.of(event)]
+    assert [r.path for r in api.sent("PATCH")] == [f"/apis/events.k8s.io/v1/namespaces/{N.namespace}/events/e"]
+
+
+def test_a_kind_the_cluster_does_not_serve_is_named_with_its_api_version(api):
+    # The observability lab applies a PodMonitor: without the Prometheus operator its API is absent.
+    api.put(OBJECTS["Namespace"])
+    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+               "metadata": {"name": "vllm", "namespace": N.namespace}, "spec": {}}
+    with pytest.raises(ClusterError) as err:
+        cl.Cluster(request_timeout_s=5).apply(monitor)
+    assert "has no API for PodMonitor (monitoring.coreos.com/v1)" in err.value.what
+    assert "kubectl get crd" in err.value.fix and "Prometheus operator" in err.value.fix
+    assert api.sent("PATCH") == []          # nothing was sent for a kind that does not exist
 
 
 def test_apply_twice_is_one_object_and_one_ref(api):
@@ -527,6 +609,21 @@ def test_replicasets_of_keeps_the_deployments_own_oldest_first(api):
     assert [r["metadata"]["name"] for r in found] == [f"{N.deployment}-2", f"{N.deployment}-1"]
     [sent] = api.sent("GET", "replicasets")
     assert sent.query == {"labelSelector": [selector_of(DEPLOYMENT)]} and sent.namespace == N.namespace
+
+
+def test_a_deployment_in_another_namespace_is_read_in_its_own(api):
+    # A lab that deploys into its own namespace: its Pods and ReplicaSets are there, not in the course's.
+    labels = DEPLOYMENT["spec"]["selector"]["matchLabels"]
+    elsewhere = json.loads(json.dumps(DEPLOYMENT))
+    elsewhere["metadata"]["namespace"] = "lab"
+    api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}}, OBJECTS["Namespace"],
+            {**pod("vllm-lab", labels), "metadata": {"name": "vllm-lab", "namespace": "lab", "labels": labels}},
+            pod("vllm-course", labels))
+    api.clear()
+    c = cl.Cluster(request_timeout_s=5)
+    assert [p["metadata"]["name"] for p in c.pods_of(elsewhere)] == ["vllm-lab"]
+    assert c.replicasets_of(elsewhere) == []
+    assert [(r.resource, r.namespace) for r in api.sent("GET")] == [("pods", "lab"), ("replicasets", "lab")]
 
 
 def test_events_of_a_cluster_scoped_object_are_in_the_default_namespace(api):
@@ -865,3 +962,4 @@ def test_each_safety_check_fails_when_its_property_breaks(name, api):
     check, old, new = MUTATIONS[name]
     with pytest.raises((AssertionError, CourseError, pytest.fail.Exception)):
         check(mutated_cluster_module(old, new), api)
+

@@ -360,6 +360,19 @@ def test_closing_a_forwarder_with_an_idle_connection_is_quick():
     c.close()
 
 
+def test_closing_a_forwarder_just_after_a_connection_opens_is_quick():
+    # Leaving the `with` block right after a request: the pump has just entered select() and
+    # must wake within its 0.2 s poll to see the stop, not keep the notebook waiting.
+    fwd = pf.LocalForwarder(_echo_remote)
+    c = socket.create_connection((fwd.host, fwd.port), timeout=3)
+    c.sendall(b"x")
+    assert c.recv(10) == b"X"                    # the pump is running
+    start = time.monotonic()
+    fwd.close()
+    assert time.monotonic() - start < 1.0
+    c.close()
+
+
 # -- HTTP through the forwarder, against the stand-in vLLM ---------------------------------------
 def _tcp_opener(address):
     return lambda: socket.create_connection(address, timeout=5)
@@ -489,6 +502,24 @@ def test_forward_reports_a_refused_stream_at_once():
         with pf.forward(cluster, opener=opener):
             pass
     assert "pods/portforward" in err.value.fix
+
+
+def test_forward_to_a_server_that_speaks_first():
+    # Some servers greet before the client says anything; a stream without a kubelet error
+    # channel (a stand-in opener) that is readable at once is not a failure.
+    def greeting():
+        ours, theirs = socket.socketpair()
+        theirs.sendall(b"hello\n")
+        greeting.keep.append(theirs)
+        return ours
+
+    greeting.keep = []
+    cluster = _FakeCluster([_slice(_ep("vllm-abc", "10.0.0.9", ready=True))])
+    with pf.forward(cluster, opener=lambda *a: greeting, probe_wait_s=0.5) as url:
+        with socket.create_connection((url.forwarder.host, url.forwarder.port), timeout=3) as c:
+            assert c.recv(10) == b"hello\n"
+    for s in greeting.keep:
+        s.close()
 
 
 def test_forward_to_a_pod_needs_a_port_number():
