@@ -182,18 +182,6 @@ def test_the_chosen_context_is_the_one_connected_to(tmp_path, monkeypatch):
     assert cl.Cluster().host == "http://127.0.0.1:2"
 
 
-def test_a_context_whose_entries_are_missing_names_it_and_the_fix(tmp_path, monkeypatch):
-    path = kubeconfig(tmp_path, "http://127.0.0.1:1")
-    text = json.loads(path.read_text())
-    text["contexts"][0]["context"]["cluster"] = "deleted-cluster"
-    path.write_text(json.dumps(text))
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    with pytest.raises(ClusterError) as err:
-        cl.Cluster()
-    assert err.value.what.startswith(f"Context 'course' in {path} cannot be used: ")
-    assert "deleted-cluster" in err.value.what and "`kubectl config view`" in err.value.fix
-
-
 def test_the_kubeconfig_read_is_the_first_of_kubeconfig_else_the_home_one(tmp_path, monkeypatch):
     import os
     monkeypatch.setenv("KUBECONFIG", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
