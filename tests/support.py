@@ -1,5 +1,6 @@
 """What several test folders share: the repository's paths, the offline environment,
-the strict book build, the browser's path and the notebook runner.
+the strict book build, the browser's path, the notebook runner, the participants' by-hand
+reads and the rule for a missing tool (a failure under CI, a skip elsewhere).
 
 Fixtures and skip rules live in tests/conftest.py; everything here is imported
 explicitly (``from tests.support import REPO``).
@@ -13,6 +14,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,3 +163,11 @@ def participant_by_hand_reads() -> dict[str, list[tuple[str, str, str, str | Non
         f"kubectl -n {n.namespace} get hpa {n.deployment} --watch":
             [(v, "autoscaling", "horizontalpodautoscalers", n.deployment) for v in ("get", "list", "watch")],
     }
+
+
+def missing_tool(message: str) -> None:
+    """A tool the tests need is not installed: a failure under CI (scripts/setup.sh installs every
+    one there, so its absence is a broken set-up), a skip with the message elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; in CI a missing tool is a failure, not a skip")
+    pytest.skip(message)

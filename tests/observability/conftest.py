@@ -1,21 +1,19 @@
 """Fixtures of the observability tests: Debian's prometheus/promtool (a failure, not a skip, under CI)."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from llmserve.core.errors import ServerError
 from llmserve.observability import prometheus
+from tests.support import missing_tool
 
 
 def _binary(name: str) -> str:
     try:
         return prometheus.binary(name)
     except ServerError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have {name} for the observability tests: {err}")
-        pytest.skip(f"no {name} here: {err.fix}")
+        missing_tool(f"no {name} for the observability tests: {err.what} {err.fix}")
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,12 @@
 """Fixtures of the security tests: the local nginx the gateway tests run (skip only outside CI)."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from llmserve.core.errors import ServerError
 from llmserve.security import gateway
+from tests.support import missing_tool
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +15,4 @@ def nginx() -> str:
     try:
         return gateway.nginx_binary()
     except ServerError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have nginx for the gateway tests: {err}")
-        pytest.skip(f"no nginx here: {err.fix}")
+        missing_tool(f"no nginx for the gateway tests: {err.what} {err.fix}")
