@@ -12,8 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -115,21 +117,32 @@ def run_notebook(path: Path, timeout_s: int = 900):
     import nbformat
     from nbclient.exceptions import CellExecutionError
     nb = nbformat.read(path, as_version=4)
-    saved = {k: os.environ.get(k) for k in OFFLINE_ENV}
-    os.environ.update(OFFLINE_ENV)  # the kernel inherits the environment
     try:
-        client = nbclient.NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
-                                         resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
+        with environment(OFFLINE_ENV):
+            client = nbclient.NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+                                             resources={"metadata": {"path": str(path.parent)}})
+            client.execute()
     except CellExecutionError as exc:
         raise NotebookFailed(f"{path.name}: a cell failed offline:\n{str(exc)[-4000:]}") from None
+    return nb
+
+
+@contextmanager
+def environment(values: dict, drop: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set ``values`` and remove ``drop`` in os.environ for the block (a kernel started inside
+    inherits them), then put every variable back as it was."""
+    saved = {k: os.environ.get(k) for k in (*values, *drop)}
+    os.environ.update(values)
+    for var in drop:
+        os.environ.pop(var, None)
+    try:
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return nb
 
 
 # What the labs' live cells send is derived, not listed: tests/world/test_lab_access.py compares the

@@ -2,7 +2,6 @@
 is true and a link to the section that explains it, and its numbers come from its code cells."""
 from __future__ import annotations
 
-import os
 import re
 
 import nbclient
@@ -10,7 +9,7 @@ from myst_nb.core.read import read_myst_markdown_notebook
 
 from llmserve.core.names import system
 from llmserve.kvcache import formula
-from tests.support import REPO, offline_env
+from tests.support import REPO, environment, offline_env
 
 PAGE = REPO / "book" / "source-notes.md"
 TEXT = PAGE.read_text(encoding="utf-8")
@@ -49,16 +48,8 @@ def test_the_code_cells_compute_the_numbers_the_annotations_rely_on():
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(PAGE.parent)}})
     env = offline_env()
-    saved = {k: os.environ.get(k) for k in ("COURSE_MODE", "KUBECONFIG")}
-    os.environ.update({k: env[k] for k in saved})
-    try:
+    with environment({k: env[k] for k in ("COURSE_MODE", "KUBECONFIG")}):
         client.execute()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     qwen, llama = formula.QWEN25_CODER_7B, formula.LLAMA2_7B
     assert f"{formula.kv_bytes_per_token(qwen):,} B/token" in out

@@ -34,7 +34,6 @@ import json
 import os
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbclient
@@ -46,7 +45,7 @@ from tests.fakes import rbac
 from tests.fakes.apiserver import FakeAPIServer
 from tests.fakes.portforward import PodPort
 from tests.fakes.vllm import FakeVllm
-from tests.support import REPO
+from tests.support import REPO, environment
 
 OBSERVED = Path(__file__).with_name("observed_rbac.json")
 REFRESH = "python -m tests.fakes.observe_rbac --write"
@@ -171,22 +170,6 @@ def _secret_key(api: FakeAPIServer):
     return key
 
 
-@contextmanager
-def _environment(values: dict, drop: tuple[str, ...]):
-    saved = {k: os.environ.get(k) for k in (*values, *drop)}
-    os.environ.update(values)      # the kernel inherits the environment
-    for var in drop:
-        os.environ.pop(var, None)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _failed_cells(nb) -> list[dict]:
     failed = []
     for i, cell in enumerate(nb.cells):
@@ -211,7 +194,7 @@ def run_lab(path: Path, timeout_s: int | None = None) -> dict:
                    # the kernel imports this checkout's llmserve, whatever is installed
                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
             nb = nbformat.read(path, as_version=4)
-            with _environment(env, drop=("COURSE_CONTEXT", "COURSE_SERVER", "KUBERNETES_SERVICE_HOST")):
+            with environment(env, drop=("COURSE_CONTEXT", "COURSE_SERVER", "KUBERNETES_SERVICE_HOST")):
                 # interrupt_on_timeout: a cell over its time becomes a failed cell, the next cells still run
                 client = nbclient.NotebookClient(nb, timeout=timeout_s, kernel_name="python3", allow_errors=True,
                                                  interrupt_on_timeout=True,

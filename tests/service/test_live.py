@@ -2,54 +2,27 @@
 
 A scripted cluster returns the Service and its EndpointSlices (shaped as
 ``discovery.k8s.io/v1`` objects: https://kubernetes.io/docs/reference/kubernetes-api/service-resources/endpoint-slice-v1/);
-a local HTTP server stands in for vLLM and behaves as its AuthenticationMiddleware does
+a local HTTP server (tests/fakes/vllm.py) stands in for vLLM and behaves as its AuthenticationMiddleware does
 (vllm/entrypoints/serve/middleware/authenticate.py, 0.32.0): paths under /v1 need
 ``Authorization: Bearer <key>`` and get ``401 {"error": "Unauthorized"}`` otherwise, /health is open.
 """
 from __future__ import annotations
 
-import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from llmserve.core.errors import ClusterError, ServerError
 from llmserve.core.names import system
 from llmserve.service import live
+from tests.fakes.vllm import KEY, FakeVllm
 
-KEY = "test-key"
-
-
-class _FakeVllm(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
-        if self.path.startswith("/v1") and self.headers.get("Authorization") != f"Bearer {KEY}":
-            return self._send(401, {"error": "Unauthorized"})
-        if self.path == "/health":
-            return self._send(200, None)
-        if self.path == "/v1/models":
-            return self._send(200, {"object": "list", "data": [{"id": system().served_model_name}]})
-        return self._send(404, {"detail": "Not Found"})
-
-    def _send(self, status, body):
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture()
 def fake_vllm():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVllm)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address
-    server.shutdown()
-    server.server_close()
+    with FakeVllm(key=KEY, model=system().served_model_name) as server:
+        yield server.address
 
 
 def _slice(*ready):
