@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BUILD_TIMEOUT_S, REPO, BookBuild, build_command, missing_tool, offline_env
+from tests.support import (BUILD_TIMEOUT_S, KEYED_ENGINE_KEY, KEYED_ENGINE_KV_BYTES, KEYED_ENGINE_MAX_MODEL_LEN, REPO,
+                           BookBuild, build_command, missing_tool, offline_env)
 
 
 class _BackgroundBuild:
@@ -156,6 +157,57 @@ def built_book(book_build) -> Path:
     if book_build.returncode != 0:
         pytest.fail(f"the strict book build failed (exit {book_build.returncode}):\n{book_build.log[-6000:]}")
     return book_build.html
+
+
+@pytest.fixture(scope="session")
+def keyed_engine(tmp_path_factory):
+    """One CPU vLLM engine with an API key, shared by the serving tests and the workshop's staged
+    failures (each engine costs 20-60 s of two cores to start). While it starts, its port is tried
+    once the process is up (``refused_while_starting``: a readiness probe's view of a loading
+    engine); ``progress_seen`` keeps what it reported while starting."""
+    import socket
+    import threading
+
+    from llmserve.serving.client import health
+    from llmserve.serving.engine import LocalVLLM, free_port, port_is_free
+    from llmserve.serving.tinymodel import TINY
+
+    progress = []
+    srv = LocalVLLM(TINY, max_model_len=KEYED_ENGINE_MAX_MODEL_LEN, kv_cache_memory_bytes=KEYED_ENGINE_KV_BYTES,
+                    api_key=KEYED_ENGINE_KEY, port=free_port(), startup_timeout_s=400,
+                    log_path=tmp_path_factory.mktemp("keyed-engine") / "vllm.log",
+                    progress=lambda s, msg: progress.append((s, msg)))
+    srv.progress_seen, srv.refused_while_starting = progress, None
+    done = threading.Event()
+
+    def refused() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=2):
+                return False
+        except ConnectionRefusedError:
+            return True
+
+    def watch():
+        while not done.is_set():
+            if srv.is_running() and "non-default args" in srv.log_text():
+                srv.refused_while_starting = refused()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        srv.start()
+    finally:
+        done.set()
+        watcher.join(5)
+    with srv:
+        yield srv
+    # Stopped cleanly: nothing answers any more and the port is free again.
+    assert not srv.is_running()
+    assert not srv.group_alive()          # the engine core (and its worker) are gone too
+    assert not health(srv.base_url, timeout_s=1)
+    assert port_is_free(srv.port)
 
 
 @pytest.fixture(scope="session")

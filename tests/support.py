@@ -39,6 +39,13 @@ def offline_env() -> dict:
 #: suite's per-test timeout (pyproject.toml), so the tests that wait for it carry this one.
 BUILD_TIMEOUT_S = 2400
 
+#: The keyed engine's settings (the ``keyed_engine`` fixture of tests/conftest.py;
+#: tests/serving/test_client.py checks its KV report against them).
+KEYED_ENGINE_KEY = "course-test-key"
+#: 16 blocks of 128 tokens: small enough that a burst of long requests fills it.
+KEYED_ENGINE_KV_BYTES = 16 * 128 * 1024
+KEYED_ENGINE_MAX_MODEL_LEN = 512
+
 
 def build_command(source: Path, out: Path) -> list[str]:
     """The README's strict build (same flags as scripts/build-book.sh); run it with :func:`offline_env`."""

@@ -19,9 +19,8 @@ What it runs:
   given in blocks, ``--enable-scale-out`` (the render endpoint the router's cache-aware policy
   tokenizes with), one OpenMP thread each (``VLLM_CPU_OMP_THREADS_BIND=nobind``,
   ``OMP_NUM_THREADS=1``: vllm/utils/ompmultiprocessing.py would otherwise pin every
-  engine to all cores) and the engine core in the API server's process
-  (``VLLM_ENABLE_V1_MULTIPROCESSING=0``: one process to start instead of three, the same
-  scheduler, cache and metrics). They start concurrently.
+  engine to all cores) and, as every local engine, the CPU worker inside the engine core
+  (:data:`llmserve.serving.engine.ENGINE_CORE_HOSTS_WORKER`). They start concurrently.
 * **router**: :class:`llmserve.routing.router.Router`, one ``vllm-router`` process told the
   engines with ``--worker-urls``; :meth:`Fleet.add_engine` and :meth:`Fleet.remove_engine`
   register and deregister engines through its admin API while it runs.
@@ -52,7 +51,7 @@ from llmserve.serving.tinymodel import TINY, ensure_tiny_model
 MAX_ENGINES = 4
 #: One OpenMP thread per engine, unpinned (several engines share two cores), and the engine core
 #: inside the API server's process (one process per engine instead of three: half the start-up).
-ENGINE_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+ENGINE_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
 SERVED_MODEL = "tiny-qwen2"
 
 #: Router and its names are part of this module's API too (part 2 imports them from here).

@@ -16,8 +16,11 @@ asks ``importlib.metadata`` for a distribution named ``vllm``, and this one is
         chat(server.base_url, server.model, [{"role": "user", "content": "hi"}])
 
 The server listens on 127.0.0.1 only, on a free port. Its start-up log goes to
-a file (``server.log_path``). Stopping terminates the whole process group
-(API server, engine core and worker), also when the ``with`` body raises.
+a file (``server.log_path``). It runs as two processes, the API server and the engine
+core, with the CPU worker inside the engine core (:data:`ENGINE_CORE_HOSTS_WORKER`):
+vLLM's default on the CPU is a third process for the worker, and each process
+imports vLLM and torch again (about 8 s of CPU on two cores). Stopping terminates the
+whole process group, also when the ``with`` body raises.
 """
 from __future__ import annotations
 
@@ -64,6 +67,14 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
             return False
         return True
 
+
+#: ``VLLM_ENABLE_V1_MULTIPROCESSING=0``: vllm/platforms/cpu.py then keeps the single-process
+#: executor (``distributed_executor_backend="uni"``, the default for one worker) instead of
+#: switching to the multiprocessing one, so the worker runs in the engine-core process. The API
+#: server still starts the engine core as a process of its own (AsyncLLM always uses
+#: ``EngineCoreClient.make_async_mp_client``, vllm/v1/engine/async_llm.py): the same scheduler,
+#: KV-cache manager, metrics and HTTP path, one import of vLLM fewer.
+ENGINE_CORE_HOSTS_WORKER = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 _ERROR_LINE = re.compile(r"^.*?\b((?:ValueError|RuntimeError|AssertionError|OSError|TypeError|"
                          r"KeyError|ImportError|ModuleNotFoundError|NotImplementedError)[:].*)$", re.M)
@@ -167,6 +178,7 @@ class LocalVLLM:
         env.pop("VLLM_API_KEY", None)
         if self.kvcache_space_gib is not None:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kvcache_space_gib)
+        env.update(ENGINE_CORE_HOSTS_WORKER)
         env.update(self.extra_env)
         return env
 
@@ -361,10 +373,8 @@ def measure_kv_capacity(shape: TinyShape = TINY, *, max_model_len: int,
                         progress: Progress | None = None) -> dict:
     """Start the engine only until it logs its KV-cache sizing, then stop it.
 
-    The engine core runs inside the API-server process here
-    (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): one Python process to start instead
-    of three, with the same CPU worker and the same sizing code
-    (cpu_worker.determine_available_memory, kv_cache_utils.get_kv_cache_configs).
+    The sizing code is the engine's own (cpu_worker.determine_available_memory,
+    kv_cache_utils.get_kv_cache_configs), run by the CPU worker inside the engine core.
 
     Returns the parsed figures (``kv_report`` keys) plus ``started`` (True) — or,
     when vLLM refuses the configuration, ``started`` False and ``error`` (the
@@ -373,8 +383,7 @@ def measure_kv_capacity(shape: TinyShape = TINY, *, max_model_len: int,
     server = LocalVLLM(shape, max_model_len=max_model_len, kvcache_space_gib=kvcache_space_gib,
                        kv_cache_memory_bytes=kv_cache_memory_bytes, block_size=block_size,
                        startup_timeout_s=startup_timeout_s, progress=progress,
-                       served_model_name=f"kv-probe-{shape.key()}",
-                       env={"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+                       served_model_name=f"kv-probe-{shape.key()}")
     try:
         server.start(wait_for="kv")
         return {**server.kv_report, "started": True, "log_path": str(server.log_path)}

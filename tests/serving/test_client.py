@@ -20,11 +20,12 @@ import pytest
 from llmserve.core.errors import InputError, ServerError
 from llmserve.kvcache.planner import plan_from_kv_bytes
 from llmserve.serving.client import Connection, chat, health, list_models, stream_chat
-from llmserve.serving.engine import LocalVLLM, free_port, port_is_free
+from llmserve.serving.engine import LocalVLLM, free_port
 from llmserve.serving.loadtest import requests_for, run_load_test
 from llmserve.serving.metrics import fetch_metrics
 from llmserve.serving.report import summary_table
 from llmserve.serving.tinymodel import TINY
+from tests.support import KEYED_ENGINE_KEY, KEYED_ENGINE_KV_BYTES
 
 # Skipped by tests/conftest.py when .venv-vllm is missing (outside CI).
 pytestmark = [
@@ -32,33 +33,26 @@ pytestmark = [
     pytest.mark.timeout(400),
 ]
 
-KEY = "course-test-key"
+KEY = KEYED_ENGINE_KEY
 HI = [{"role": "user", "content": "Say hello."}]
-# 16 blocks of 128 tokens: small enough that a burst of long requests fills it.
-KV_BYTES = 16 * 128 * 1024
+KV_BYTES = KEYED_ENGINE_KV_BYTES
 # 10 requests × (≈13 prompt + 480 output tokens) need 10 × 4 blocks = 40 > 16: they queue or
 # are preempted, so the burst lasts long enough to be seen in /metrics.
 BURST, BURST_TOKENS = 10, 480
 
 
-@pytest.fixture(scope="module")
-def server():
-    progress = []
-    srv = LocalVLLM(TINY, max_model_len=512, kv_cache_memory_bytes=KV_BYTES, api_key=KEY,
-                    startup_timeout_s=300, progress=lambda s, msg: progress.append((s, msg)))
-    with srv:
-        srv.progress_seen = progress
-        yield srv
-    # Stopped cleanly: nothing answers any more and the port is free again.
-    assert not srv.is_running()
-    assert not srv.group_alive()          # engine core and worker processes are gone too
-    assert not health(srv.base_url, timeout_s=1)
-    assert port_is_free(srv.port)
+@pytest.fixture
+def server(keyed_engine):
+    """The session's keyed engine (tests/conftest.py: it also checks that it stops cleanly)."""
+    return keyed_engine
 
 
 def test_startup_log_and_kv_report(server):
     assert server.log_path.exists()
-    assert "KV cache size:" in server.log_path.read_text()
+    log = server.log_path.read_text()
+    assert "KV cache size:" in log
+    # Two processes: the CPU worker logs from inside the engine core (engine.ENGINE_CORE_HOSTS_WORKER).
+    assert "(EngineCore pid=" in log and "(Worker pid=" not in log and "(VllmWorker" not in log
     assert server.progress_seen and server.progress_seen[-1][1] == "ready"
     # The engine's own report equals the planner's CPU path for the same bytes.
     p = plan_from_kv_bytes(KV_BYTES, TINY.model_shape(), TINY.kv_dtype(), 512, block_size=128, device="CPU")

@@ -9,8 +9,8 @@ full-length requests are in flight than the cache holds, and the server's histog
 are the capstone lab's assertion cells (notebooks/stack-lab.ipynb), run once per test run by
 the strict book build and read by tests/book/test_notebooks.py.
 
-The agreement test: both tools, in turns, two rounds (up to four when a busy machine makes
-them disagree), at two concurrency levels, must agree on median TTFT, median per-token ITL
+The agreement test: both tools, in turns, one round (up to four when a busy machine makes
+them disagree: then each tool's round-to-round spread is known too), at two concurrency levels, must agree on median TTFT, median per-token ITL
 (the benchmark's TPOT) and output throughput within
 :data:`llmserve.serving.crosscheck.TOLERANCE` (35 %, or either tool's own round-to-round
 spread, or a small absolute floor). Why 35 %: on two shared cores the benchmark differs
@@ -68,7 +68,7 @@ def check(local):
     assert first.prompt_tokens < CHECK.block_size     # one block: every compared request fits in the cache
     return crosscheck.cross_check(engine.base_url, engine.model, engine.server.model_dir, CHECK.messages(),
                                   max_tokens=MAX_TOKENS, levels=LEVELS, requests_per_level=REQUESTS,
-                                  api_key=engine.api_key, python=mode.vllm_python(), rounds=2)
+                                  api_key=engine.api_key, python=mode.vllm_python(), rounds=1)
 
 
 def test_the_course_and_vllm_bench_serve_agree(check):
@@ -76,7 +76,7 @@ def test_the_course_and_vllm_bench_serve_agree(check):
     assert report.ok, str(report)
     assert sorted(check.ours) == sorted(check.reference) == LEVELS
     rounds = len(check.runs)
-    assert 2 <= rounds <= 4
+    assert 1 <= rounds <= 4
     for c in LEVELS:
         assert check.ours[c]["n"] == check.reference[c]["n"] == rounds * REQUESTS[c]   # every request, every round
     assert all(r["reference"][c]["failed"] == 0 for r in check.runs for c in LEVELS)

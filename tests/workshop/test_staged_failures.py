@@ -15,11 +15,8 @@ import math
 import re
 import shlex
 import socket
-import threading
-import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -29,12 +26,12 @@ from llmserve.core.objects import arg_value, vllm_container
 from llmserve.core.vllm import GPU_DEFAULT_BLOCK_SIZE
 from llmserve.deployment import budgets, diagnose
 from llmserve.kvcache import formula, planner
-from llmserve.serving.engine import LocalVLLM, free_port
+from llmserve.serving.engine import LocalVLLM
 from llmserve.serving.tinymodel import TINY, ensure_tiny_model
 from llmserve.storage import rules as storage_rules
 from llmserve.troubleshooting import catalogue
 from llmserve.world import manifests
-from tests.support import REPO
+from tests.support import KEYED_ENGINE_KEY, REPO
 
 PAGE = REPO / "book" / "workshop" / "instructors.md"
 LABEL = re.compile(r"^\((staged-[a-z0-9-]+)\)=\s*$", re.MULTILINE)
@@ -238,7 +235,7 @@ def test_rolling_update_needs_two_gpus_on_a_one_gpu_box():
 
 
 # ------------------------------------------------------------- the real engine
-KEY = "staged-failures-test-key"
+KEY = KEYED_ENGINE_KEY
 
 
 def _refused(port: int) -> bool:
@@ -247,31 +244,6 @@ def _refused(port: int) -> bool:
             return False
     except ConnectionRefusedError:
         return True
-
-
-def _start_healthy(log_path) -> dict:
-    """A tiny engine with an API key; while it starts, try its port once the process is up."""
-    port = free_port()
-    server = LocalVLLM(api_key=KEY, port=port, log_path=log_path, startup_timeout_s=400)
-    seen = {"refused_while_starting": None}
-    done = threading.Event()
-
-    def watch():
-        while not done.is_set():
-            if server.is_running() and "non-default args" in server.log_text():
-                seen["refused_while_starting"] = _refused(port)
-                return
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        server.start()
-    finally:
-        done.set()
-        watcher.join(5)
-    seen["server"] = server
-    return seen
 
 
 def _start_too_long(log_path) -> str:
@@ -283,15 +255,13 @@ def _start_too_long(log_path) -> str:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
+def engine(tmp_path_factory, keyed_engine):
+    """The session's keyed engine (its port was tried while it started: tests/conftest.py) and the
+    log of an engine that refused to start."""
     ensure_tiny_model(TINY)
-    logs = tmp_path_factory.mktemp("engine-logs")
-    with ThreadPoolExecutor(2) as pool:
-        healthy = pool.submit(_start_healthy, logs / "healthy.log")
-        too_long = pool.submit(_start_too_long, logs / "too-long.log")
-        result = {**healthy.result(), "too_long_log": too_long.result()}
-    yield result
-    result["server"].stop()
+    too_long = _start_too_long(tmp_path_factory.mktemp("engine-logs") / "too-long.log")
+    return {"server": keyed_engine, "refused_while_starting": keyed_engine.refused_while_starting,
+            "too_long_log": too_long}
 
 
 def _call(url: str, body: dict | None = None, key: str | None = None) -> tuple[int, str]:
