@@ -17,10 +17,8 @@ What it runs:
   only read), with ``--enable-prefix-caching`` stated although 0.32 turns it on by default
   (``CacheConfig.enable_prefix_caching = True`` in vllm/config/cache.py), a small KV cache
   given in blocks, ``--enable-scale-out`` (the render endpoint the router's cache-aware policy
-  tokenizes with), one OpenMP thread each (``VLLM_CPU_OMP_THREADS_BIND=nobind``,
-  ``OMP_NUM_THREADS=1``: vllm/utils/ompmultiprocessing.py would otherwise pin every
-  engine to all cores) and, as every local engine, the CPU worker inside the engine core
-  (:data:`llmserve.serving.engine.ENGINE_CORE_HOSTS_WORKER`). They start concurrently.
+  tokenizes with) and, as every local engine, the CPU worker inside the engine core with one
+  OpenMP thread (:data:`llmserve.serving.engine.LOCAL_ENGINE_ENV`). They start concurrently.
 * **router**: :class:`llmserve.routing.router.Router`, one ``vllm-router`` process told the
   engines with ``--worker-urls``; :meth:`Fleet.add_engine` and :meth:`Fleet.remove_engine`
   register and deregister engines through its admin API while it runs.
@@ -51,11 +49,10 @@ from llmserve.serving.tinymodel import TINY, ensure_tiny_model
 MAX_ENGINES = 4
 #: One OpenMP thread per engine, unpinned (several engines share two cores), and the engine core
 #: inside the API server's process (one process per engine instead of three: half the start-up).
-ENGINE_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
 SERVED_MODEL = "tiny-qwen2"
 
 #: Router and its names are part of this module's API too (part 2 imports them from here).
-__all__ = ["ENGINE_ENV", "MAX_ENGINES", "ROUTER_VERSION", "EngineSettings", "Fleet", "Router", "router_binary"]
+__all__ = ["MAX_ENGINES", "ROUTER_VERSION", "EngineSettings", "Fleet", "Router", "router_binary"]
 
 Progress = Callable[[str], None]
 
@@ -171,7 +168,7 @@ class Fleet:
                          max_model_len=settings.max_model_len, kv_cache_memory_bytes=settings.kv_cache_bytes(),
                          block_size=settings.block_size, max_num_seqs=settings.max_num_seqs,
                          extra_args=args, startup_timeout_s=settings.startup_timeout_s,
-                         env={**ENGINE_ENV, **settings.env})
+                         env=dict(settings.env))
 
     def _start_engines(self, settings: list[EngineSettings]) -> list[LocalVLLM]:
         """Start engines concurrently; if one fails, stop the others it started and raise its error."""

@@ -17,7 +17,7 @@ asks ``importlib.metadata`` for a distribution named ``vllm``, and this one is
 
 The server listens on 127.0.0.1 only, on a free port. Its start-up log goes to
 a file (``server.log_path``). It runs as two processes, the API server and the engine
-core, with the CPU worker inside the engine core (:data:`ENGINE_CORE_HOSTS_WORKER`):
+core, with the CPU worker inside the engine core (:data:`LOCAL_ENGINE_ENV`):
 vLLM's default on the CPU is a third process for the worker, and each process
 imports vLLM and torch again (about 8 s of CPU on two cores). Stopping terminates the
 whole process group, also when the ``with`` body raises.
@@ -68,13 +68,17 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-#: ``VLLM_ENABLE_V1_MULTIPROCESSING=0``: vllm/platforms/cpu.py then keeps the single-process
-#: executor (``distributed_executor_backend="uni"``, the default for one worker) instead of
-#: switching to the multiprocessing one, so the worker runs in the engine-core process. The API
-#: server still starts the engine core as a process of its own (AsyncLLM always uses
-#: ``EngineCoreClient.make_async_mp_client``, vllm/v1/engine/async_llm.py): the same scheduler,
-#: KV-cache manager, metrics and HTTP path, one import of vLLM fewer.
-ENGINE_CORE_HOSTS_WORKER = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+#: How every local engine runs. ``VLLM_ENABLE_V1_MULTIPROCESSING=0``: vllm/platforms/cpu.py then
+#: keeps the single-process executor (``distributed_executor_backend="uni"``, the default for one
+#: worker) instead of switching to the multiprocessing one, so the worker runs in the engine-core
+#: process. The API server still starts the engine core as a process of its own (AsyncLLM always
+#: uses ``EngineCoreClient.make_async_mp_client``, vllm/v1/engine/async_llm.py): the same
+#: scheduler, KV-cache manager, metrics and HTTP path, one import of vLLM fewer.
+#: ``OMP_NUM_THREADS=1``: the one compute thread the multiprocessing executor gives the worker on
+#: two cores (vllm/utils/ompmultiprocessing.py binds it to one core and keeps the other for the
+#: API server). Inside the engine core nothing binds it, torch would take both cores, and two
+#: threads that wait on each other crawl whenever another program holds a core.
+LOCAL_ENGINE_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"}
 
 _ERROR_LINE = re.compile(r"^.*?\b((?:ValueError|RuntimeError|AssertionError|OSError|TypeError|"
                          r"KeyError|ImportError|ModuleNotFoundError|NotImplementedError)[:].*)$", re.M)
@@ -178,7 +182,7 @@ class LocalVLLM:
         env.pop("VLLM_API_KEY", None)
         if self.kvcache_space_gib is not None:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kvcache_space_gib)
-        env.update(ENGINE_CORE_HOSTS_WORKER)
+        env.update(LOCAL_ENGINE_ENV)
         env.update(self.extra_env)
         return env
 

@@ -51,7 +51,7 @@ def test_startup_log_and_kv_report(server):
     assert server.log_path.exists()
     log = server.log_path.read_text()
     assert "KV cache size:" in log
-    # Two processes: the CPU worker logs from inside the engine core (engine.ENGINE_CORE_HOSTS_WORKER).
+    # Two processes: the CPU worker logs from inside the engine core (engine.LOCAL_ENGINE_ENV).
     assert "(EngineCore pid=" in log and "(Worker pid=" not in log and "(VllmWorker" not in log
     assert server.progress_seen and server.progress_seen[-1][1] == "ready"
     # The engine's own report equals the planner's CPU path for the same bytes.

@@ -34,6 +34,7 @@ def test_local_vllm_command_and_env(tmp_path):
     assert "--enforce-eager" in cmd and cmd[cmd.index("--api-key") + 1] == "k"
     assert a.environment()["HF_HUB_OFFLINE"] == "1"
     assert a.environment()["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"     # the worker in the engine core
+    assert a.environment()["OMP_NUM_THREADS"] == "1"                     # its one compute thread
     b = LocalVLLM(TINY, model_dir=tmp_path, kv_cache_memory_bytes=12345, port=1234)
     assert "VLLM_CPU_KVCACHE_SPACE" not in b.environment()
     assert b.command()[b.command().index("--kv-cache-memory-bytes") + 1] == "12345"
