@@ -127,22 +127,28 @@ def code_cells_digest(path: Path) -> str:
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
 
 
-def sources(lab: str, root: Path = REPO) -> dict[str, str]:
-    """``{path: sha256}`` of what decided ``lab``'s requests, paths relative to ``root``."""
+def shared_sources(root: Path = REPO) -> dict[str, str]:
+    """``{path: sha256}`` of what decides every lab's requests: the client modules, the manifests, the observer."""
     shared = [*client_modules(root), *manifest_files(root), *(root / f for f in OBSERVER_FILES)]
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in shared}
+
+
+def sources(lab: str, root: Path = REPO, shared: dict[str, str] | None = None) -> dict[str, str]:
+    """``{path: sha256}`` of what decided ``lab``'s requests, paths relative to ``root``
+    (``shared``: :func:`shared_sources` of the same root, when the caller has it already)."""
     out = {f"notebooks/{lab}.ipynb": code_cells_digest(root / "notebooks" / f"{lab}.ipynb")}
-    out.update({p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in shared})
+    out.update(shared_sources(root) if shared is None else shared)
     return out
 
 
 def stale_sources(observation: dict, root: Path = REPO) -> dict[str, list[str]]:
     """``{lab: [path: changed|new|gone, …]}`` for each lab whose sources differ from the stored ones."""
-    out = {}
+    out, shared = {}, shared_sources(root)
     for lab, seen in observation["labs"].items():
         if not (root / "notebooks" / f"{lab}.ipynb").exists():
             out[lab] = [f"notebooks/{lab}.ipynb: gone"]
             continue
-        then, now = seen.get("sources", {}), sources(lab, root)
+        then, now = seen.get("sources", {}), sources(lab, root, shared)
         diff = [f"{p}: {'new' if p not in then else 'gone' if p not in now else 'changed'}"
                 for p in sorted(then.keys() | now.keys()) if then.get(p) != now.get(p)]
         if diff:

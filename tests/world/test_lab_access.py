@@ -118,7 +118,8 @@ def tree(tmp_path):
 
 
 def _observed_now(root) -> dict:
-    return {"labs": {p.stem: {"sources": observe_rbac.sources(p.stem, root)}
+    shared = observe_rbac.shared_sources(root)
+    return {"labs": {p.stem: {"sources": observe_rbac.sources(p.stem, root, shared)}
                      for p in observe_rbac.lab_notebooks(root)}}
 
 
