@@ -28,6 +28,17 @@ class Waited(Generic[S]):
     looks: int
 
 
+def now() -> float:
+    """The clock every wait reads (tests replace this name, never ``time.monotonic`` itself: the
+    HTTP client's own timeouts read that one, and a fake clock there times requests out)."""
+    return time.monotonic()
+
+
+def pause(seconds: float) -> None:
+    """How every wait sleeps between looks (tests replace this name, as :func:`now`)."""
+    time.sleep(seconds)
+
+
 def wait_until(look: Callable[[], tuple[bool, S]], *, timeout_s: float, interval_s: float = 2.0,
                progress: Callable[[float, S], None] | None = None,
                give_up: Callable[[S], bool] | None = None, give_up_after_s: float = 0.0,
@@ -41,8 +52,8 @@ def wait_until(look: Callable[[], tuple[bool, S]], *, timeout_s: float, interval
     """
     if timeout_s < 0 or interval_s <= 0:
         raise ValueError("timeout_s must be >= 0 and interval_s > 0")
-    clock = clock or time.monotonic   # looked up per call, so tests can patch time
-    sleep = sleep or time.sleep
+    clock = clock or now       # looked up per call: tests replace now and pause
+    sleep = sleep or pause
     start = clock()
     bad_since: float | None = None
     looks = 0

@@ -65,7 +65,7 @@ class Scripted(Cluster):
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr("llmserve.core.waiting.time.sleep", lambda s: None)
+    monkeypatch.setattr("llmserve.core.waiting.pause", lambda s: None)
 
 
 def test_follow_rollout_until_ready_reports_each_step():
@@ -78,7 +78,7 @@ def test_follow_rollout_until_ready_reports_each_step():
 
 def test_follow_rollout_gives_up_on_a_stuck_pod(monkeypatch):
     clock = iter(range(0, 10_000, 30))
-    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.core.waiting.now", lambda: next(clock))
     frames = [[pod("new", "Pending", waiting="ImagePullBackOff")]]
     result = live.follow_rollout(Scripted(frames), DEPLOYMENT, give_up_after_s=60)
     assert result.state == "stuck" and "pull" in result.reason
@@ -96,7 +96,7 @@ def test_watch_pods_records_recreate_order():
 
 def test_watch_pods_times_out_with_the_last_state(monkeypatch):
     clock = iter(range(0, 10_000, 100))
-    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.core.waiting.now", lambda: next(clock))
     with pytest.raises(ClusterError) as err:
         live.watch_pods(Scripted([[pod("new")]]), DEPLOYMENT, until=lambda pods: False, timeout_s=300)
     assert "new Running, not ready" in err.value.what and "diagnose" in err.value.fix

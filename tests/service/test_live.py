@@ -58,7 +58,7 @@ class _Cluster:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr("llmserve.core.waiting.time.sleep", lambda s: None)
+    monkeypatch.setattr("llmserve.core.waiting.pause", lambda s: None)
 
 
 def _tcp(address):
@@ -77,7 +77,7 @@ def test_wait_ready_returns_the_ready_endpoints_once_one_is_ready():
 
 def test_wait_ready_times_out_with_the_fix(monkeypatch):
     clock = iter(range(0, 10_000, 100))
-    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.core.waiting.now", lambda: next(clock))
     with pytest.raises(ClusterError) as err:
         live.wait_ready(_Cluster([[_slice(False)]]), timeout_s=300)
     assert "NOT ready" in err.value.what and "readiness probe" in err.value.fix

@@ -169,7 +169,7 @@ def volume_at(phase: str, uid: str | None = None) -> dict:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr("llmserve.core.waiting.time.sleep", lambda s: None)
+    monkeypatch.setattr("llmserve.core.waiting.pause", lambda s: None)
 
 
 def test_default_class_reads_the_storage_classes():
@@ -207,7 +207,7 @@ def test_wait_for_claim_reports_each_change_once():
 
 def test_wait_for_claim_times_out_with_the_events(monkeypatch):
     clock = iter(range(0, 10_000, 10))
-    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("llmserve.core.waiting.now", lambda: next(clock))
     events = [{"type": "Warning", "reason": "VolumeMismatch",
                "message": 'Cannot bind to requested volume "model-storage": requested PV is too small'}]
     with pytest.raises(ClusterError) as exc:

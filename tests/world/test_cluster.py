@@ -682,7 +682,7 @@ def test_events_are_selected_by_the_api_server_and_sorted(api):
 
 def test_wait_for_returns_the_object_when_the_condition_holds(api, monkeypatch):
     slept = []
-    monkeypatch.setattr("llmserve.core.waiting.time.sleep", lambda s: slept.append(s) or api.put(OBJECTS["Namespace"]))
+    monkeypatch.setattr("llmserve.core.waiting.pause", lambda s: slept.append(s) or api.put(OBJECTS["Namespace"]))
     seen = []
     ref = cl.ObjectRef.of(OBJECTS["Namespace"])
     obj = cl.Cluster(request_timeout_s=5).wait_for(
@@ -693,8 +693,8 @@ def test_wait_for_returns_the_object_when_the_condition_holds(api, monkeypatch):
 
 def test_wait_for_without_events_says_so(api, monkeypatch):
     now = [0.0]
-    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: now[0])
-    monkeypatch.setattr("llmserve.core.waiting.time.sleep", lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr("llmserve.core.waiting.now", lambda: now[0])
+    monkeypatch.setattr("llmserve.core.waiting.pause", lambda s: now.__setitem__(0, now[0] + s))
     api.put(OBJECTS["Namespace"])
     with pytest.raises(ClusterError) as err:
         cl.Cluster(request_timeout_s=5).wait_for(cl.ObjectRef.of(SERVICE), lambda o: (False, "absent"), timeout_s=4)
@@ -703,8 +703,8 @@ def test_wait_for_without_events_says_so(api, monkeypatch):
 
 def test_wait_for_times_out_with_the_last_status_and_the_events(api, monkeypatch):
     now = [0.0]
-    monkeypatch.setattr("llmserve.core.waiting.time.monotonic", lambda: now[0])
-    monkeypatch.setattr("llmserve.core.waiting.time.sleep", lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr("llmserve.core.waiting.now", lambda: now[0])
+    monkeypatch.setattr("llmserve.core.waiting.pause", lambda s: now.__setitem__(0, now[0] + s))
     claim = OBJECTS["PersistentVolumeClaim"]
     api.put(OBJECTS["Namespace"], claim, *[{
         "apiVersion": "v1", "kind": "Event", "metadata": {"name": f"e{i}", "namespace": N.namespace},
