@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (BUILD_TIMEOUT_S, KEYED_ENGINE_KEY, KEYED_ENGINE_KV_BYTES, KEYED_ENGINE_MAX_MODEL_LEN, REPO,
-                           BookBuild, build_command, missing_tool, offline_env)
+                           BookBuild, build_command, missing_tool, offline_env, refuses_connections)
 
 
 class _BackgroundBuild:
@@ -165,7 +165,6 @@ def keyed_engine(tmp_path_factory):
     failures (each engine costs 20-60 s of two cores to start). While it starts, its port is tried
     once the process is up (``refused_while_starting``: a readiness probe's view of a loading
     engine); ``progress_seen`` keeps what it reported while starting."""
-    import socket
     import threading
 
     from llmserve.serving.client import health
@@ -180,17 +179,10 @@ def keyed_engine(tmp_path_factory):
     srv.progress_seen, srv.refused_while_starting = progress, None
     done = threading.Event()
 
-    def refused() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=2):
-                return False
-        except ConnectionRefusedError:
-            return True
-
     def watch():
         while not done.is_set():
             if srv.is_running() and "non-default args" in srv.log_text():
-                srv.refused_while_starting = refused()
+                srv.refused_while_starting = refuses_connections(srv.port)
                 return
             time.sleep(0.2)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -45,6 +46,15 @@ KEYED_ENGINE_KEY = "course-test-key"
 #: 16 blocks of 128 tokens: small enough that a burst of long requests fills it.
 KEYED_ENGINE_KV_BYTES = 16 * 128 * 1024
 KEYED_ENGINE_MAX_MODEL_LEN = 512
+
+
+def refuses_connections(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing accepts a TCP connection on ``port`` (what a probe of a loading engine meets)."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
 
 
 def build_command(source: Path, out: Path) -> list[str]:

@@ -47,8 +47,6 @@ from llmserve.serving.tinymodel import TINY, ensure_tiny_model
 
 #: More engines than this do not fit two cores and 24 GB next to everything else.
 MAX_ENGINES = 4
-#: One OpenMP thread per engine, unpinned (several engines share two cores), and the engine core
-#: inside the API server's process (one process per engine instead of three: half the start-up).
 SERVED_MODEL = "tiny-qwen2"
 
 #: Router and its names are part of this module's API too (part 2 imports them from here).

@@ -42,7 +42,7 @@ class LocalLab:
     #: first step and the scheduler cannot admit more requests than fit (the lab checks the count).
     prompt_sentence: str = "Write a Python function that parses a Kubernetes manifest. "
     prompt_repeats: int = 9
-    #: Up to the planner's prediction (about four), then four times past it, where requests must wait.
+    #: Up to the planner's prediction (about four), then nearly four times it, where requests must wait.
     levels: tuple = (1, 2, 4, 16)
     margin_tokens: int = 8           # keep prompt + output safely under max_model_len
     #: vLLM shares the cache blocks of identical prompt prefixes between requests (automatic

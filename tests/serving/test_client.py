@@ -25,7 +25,7 @@ from llmserve.serving.loadtest import requests_for, run_load_test
 from llmserve.serving.metrics import fetch_metrics
 from llmserve.serving.report import summary_table
 from llmserve.serving.tinymodel import TINY
-from tests.support import KEYED_ENGINE_KEY, KEYED_ENGINE_KV_BYTES
+from tests.support import KEYED_ENGINE_KEY, KEYED_ENGINE_KV_BYTES, KEYED_ENGINE_MAX_MODEL_LEN
 
 # Skipped by tests/conftest.py when .venv-vllm is missing (outside CI).
 pytestmark = [
@@ -55,7 +55,7 @@ def test_startup_log_and_kv_report(server):
     assert "(EngineCore pid=" in log and "(Worker pid=" not in log and "(VllmWorker" not in log
     assert server.progress_seen and server.progress_seen[-1][1] == "ready"
     # The engine's own report equals the planner's CPU path for the same bytes.
-    p = plan_from_kv_bytes(KV_BYTES, TINY.model_shape(), TINY.kv_dtype(), 512, block_size=128, device="CPU")
+    p = plan_from_kv_bytes(KV_BYTES, TINY.model_shape(), TINY.kv_dtype(), KEYED_ENGINE_MAX_MODEL_LEN, block_size=128, device="CPU")
     assert server.kv_report["kv_cache_tokens"] == p.kv_tokens
     assert server.kv_report["max_concurrency"] == round(p.max_concurrency, 2)
     assert health(server.base_url)

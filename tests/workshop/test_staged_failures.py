@@ -14,7 +14,6 @@ import json
 import math
 import re
 import shlex
-import socket
 import urllib.error
 import urllib.request
 
@@ -31,7 +30,7 @@ from llmserve.serving.tinymodel import TINY, ensure_tiny_model
 from llmserve.storage import rules as storage_rules
 from llmserve.troubleshooting import catalogue
 from llmserve.world import manifests
-from tests.support import KEYED_ENGINE_KEY, REPO
+from tests.support import KEYED_ENGINE_KEY, REPO, refuses_connections
 
 PAGE = REPO / "book" / "workshop" / "instructors.md"
 LABEL = re.compile(r"^\((staged-[a-z0-9-]+)\)=\s*$", re.MULTILINE)
@@ -238,14 +237,6 @@ def test_rolling_update_needs_two_gpus_on_a_one_gpu_box():
 KEY = KEYED_ENGINE_KEY
 
 
-def _refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return False
-    except ConnectionRefusedError:
-        return True
-
-
 def _start_too_long(log_path) -> str:
     """The tiny engine asked for twice its max_position_embeddings: the log of its refusal."""
     server = LocalVLLM(max_model_len=2 * TINY.max_position_embeddings, log_path=log_path, startup_timeout_s=400)
@@ -277,7 +268,7 @@ def _call(url: str, body: dict | None = None, key: str | None = None) -> tuple[i
 @pytest.mark.vllm
 def test_the_engine_refuses_connections_until_it_is_ready(engine):
     assert engine["refused_while_starting"] is True, "vLLM's port must refuse while the engine loads"
-    assert not _refused(engine["server"].port)
+    assert not refuses_connections(engine["server"].port)
 
 
 @pytest.mark.vllm
