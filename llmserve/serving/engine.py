@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import re
 import signal
 import socket
@@ -49,11 +50,47 @@ _LIVE: "set[LocalVLLM]" = set()
 Progress = Callable[[float, str], None]
 
 
+#: Where :func:`free_port` looks: below the OS's ephemeral range, above the well-known ports.
+FREE_PORT_FLOOR = 10_000
+_HANDED_OUT: "set[int]" = set()
+
+
+def ephemeral_ports() -> range:
+    """The ports the OS hands to sockets bound to port 0 (``net.ipv4.ip_local_port_range``)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999          # Linux's default
+    return range(low, high + 1)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port nothing listens on right now, below the OS's ephemeral range.
+
+    A server binds its port seconds after it is chosen (vLLM imports torch first). A port
+    the OS picked for a bind to port 0 can be taken by then: every kernel's and engine's ZMQ
+    socket, and every client, gets one from that range. Below it only servers told a port
+    bind, so a port found free there stays free. Not the same one twice in this process.
+    """
+    ephemeral = ephemeral_ports()
+    candidates = [p for p in range(FREE_PORT_FLOOR, ephemeral.start) if p not in _HANDED_OUT]
+    for port in random.sample(candidates, min(len(candidates), 200)):
+        if _nothing_bound(port, host):
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:   # a crowded machine: let the OS pick
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _nothing_bound(port: int, host: str) -> bool:
+    """No socket at all on ``port`` (not even one in TIME_WAIT, which SO_REUSEADDR ignores)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -10,12 +10,12 @@ through its DOM controls, found by their labels.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,6 +25,7 @@ from pathlib import Path
 from playwright.sync_api import BrowserContext, Locator, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from llmserve.serving.engine import free_port
 from tests.support import REPO, offline_env
 
 #: A no-op set-up plus the server's start take seconds; set-up that has to install waits longer.
@@ -48,12 +49,6 @@ _RUN_STATE = f"""tb => {{
     if (failed) return {{failed: failed.textContent.slice(-3000)}};
     return prompts.length && prompts.every(p => /^\\[\\d+\\]:$/.test(p)) ? {{done: true}} : null;
 }}"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -147,7 +142,7 @@ def _wait_until_answering(server: LabServer, token: str) -> None:
             try:
                 server.api("GET", "/api/status")
                 return
-            except OSError:
+            except (OSError, http.client.HTTPException):   # not up yet, or not JupyterLab on that port
                 pass
         time.sleep(0.5)
     raise AssertionError(f"scripts/lab.sh did not answer within {LAB_START_TIMEOUT_S} s:\n{server.log()[-3000:]}")

@@ -6,12 +6,13 @@ a start-up that ends early is reported with the log's last lines (the wait is
 """
 from __future__ import annotations
 
+import socket
 import sys
 
 import pytest
 
 from llmserve.core.errors import InputError, ServerError
-from llmserve.serving.engine import LocalVLLM, free_port, port_is_free
+from llmserve.serving.engine import FREE_PORT_FLOOR, LocalVLLM, ephemeral_ports, free_port, port_is_free
 from llmserve.serving.tinymodel import TINY
 
 
@@ -47,6 +48,18 @@ def test_local_vllm_command_and_env(tmp_path):
 def test_port_helpers():
     port = free_port()
     assert port_is_free(port)
+
+
+def test_free_ports_lie_below_the_ephemeral_range_and_are_not_handed_out_twice():
+    # A port in the ephemeral range can be taken by any socket bound to port 0 (a kernel's ZMQ
+    # socket took JupyterLab's once) between the choice and the server's bind, seconds later.
+    ports = [free_port() for _ in range(50)]
+    assert all(FREE_PORT_FLOOR <= p < ephemeral_ports().start for p in ports), ports
+    assert len(set(ports)) == len(ports)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", ports[0]))
+        held.listen()
+        assert not port_is_free(ports[0])
 
 
 def test_a_server_that_exits_during_start_up_is_reported_with_its_log(tmp_path):
