@@ -205,7 +205,9 @@ class LocalVLLM:
         if self.max_num_seqs is not None:
             cmd += ["--max-num-seqs", str(self.max_num_seqs)]
         if self.api_key:
-            cmd += ["--api-key", self.api_key]
+            # One argument with "=": a random key may start with "-", which argparse would
+            # read as the next option ("--api-key: expected at least one argument").
+            cmd.append(f"--api-key={self.api_key}")
         return cmd + self.extra_args
 
     def environment(self) -> dict:
