@@ -60,7 +60,8 @@ def refuses_connections(port: int, host: str = "127.0.0.1") -> bool:
 
 def build_command(source: Path, out: Path) -> list[str]:
     """The README's strict build (same flags as scripts/build-book.sh); run it with :func:`offline_env`."""
-    return [str(VENV_BIN / "python"), str(REPO / "scripts" / "build_book.py"), str(source), str(out)]
+    return [str(VENV_BIN / "jupyter-book"), "build", str(source), "--path-output", str(out),
+            "-W", "-n", "--keep-going"]
 
 
 def build_book(source: Path, out: Path) -> subprocess.CompletedProcess:
