@@ -14,7 +14,7 @@ import sys
 import time
 
 from llmserve.serving import crosscheck
-from llmserve.stack import lab, target
+from llmserve.stack import lab, report, target
 from llmserve.world import mode
 
 
@@ -34,14 +34,7 @@ def main(rounds: int = 2) -> None:
     print(f"Measured {started}; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}); "
           f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
           f"prompt {prompt} tokens, {lab.CROSS_CHECK_MAX_TOKENS} output tokens, {len(check.runs)} rounds.\n")
-    print("| concurrency | requests | figure | course load test | vllm bench serve | difference |")
-    print("| ---: | ---: | :--- | ---: | ---: | ---: |")
-    for c in levels:
-        ours, ref = check.ours[c], check.reference[c]
-        for name, label, scale, unit in (("ttft_s", "median TTFT", 1000, "ms"), ("itl_s", "median ITL (TPOT)", 1000, "ms"),
-                                         ("output_tok_s", "output throughput", 1, "tok/s")):
-            a, b = ours[name] * scale, ref[name] * scale
-            print(f"| {c} | {ours['n']} | {label} | {a:.1f} {unit} | {b:.1f} {unit} | {100 * (a - b) / b:+.0f} % |")
+    print(report.crosscheck_table(check))
     print("\nPer round (course / benchmark):\n")
     for i, run in enumerate(check.runs, 1):
         cells = [f"c={c}: TTFT {run['ours'][c]['ttft_s'] * 1000:.0f} / {run['reference'][c]['ttft_s'] * 1000:.0f} ms, "

@@ -1,7 +1,8 @@
 """The course's load test and ``vllm bench serve`` on the same server, one after the other.
 
-Used by tests/stack/test_local.py (the agreement test and its bite test) and by
-BENCHMARKS.md's cross-check; book/stack.md explains it. Layer: live.
+Used by the capstone's lab (notebooks/stack-lab.ipynb, section 7, through
+:mod:`llmserve.stack.load`: the agreement and the planted fault that must fail it) and by
+BENCHMARKS.md's cross-check (scripts/bench_crosscheck.py); book/stack.md explains it. Layer: live.
 
 Both tools send the same messages, the same number of requests with exactly
 ``max_tokens`` output tokens each, at the same concurrency levels, to the same running
@@ -12,11 +13,14 @@ benchmark's TPOT) and output throughput.
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from llmserve.core.findings import Report
 from llmserve.serving import loadtest, stats, vllm_bench
-from llmserve.serving.client import root_url
+from llmserve.serving.client import Connection, root_url
 
 #: The tolerance the agreement test uses; book/stack.md and BENCHMARKS.md justify it.
 TOLERANCE = 0.35
@@ -105,3 +109,36 @@ def cross_check(base_url: str, model: str, tokenizer, messages: list[dict], *, m
         root_url(base_url), model, str(tokenizer), "prompts.json", max_tokens, c, requests_per_level[c]))
         for c in levels]
     return check
+
+
+@contextmanager
+def planted_client_delay(seconds: float) -> Iterator[None]:
+    """Plant the fault the cross-check guards against, for the block: each request of the course's
+    client waits ``seconds`` after its clock has started and before it is sent, as the course's
+    first client did when it built its HTTP client inside the timed region (book/stack.md).
+    For showing that the check fails; never for measuring."""
+    original = Connection.start
+
+    def delayed(self, *args, **kwargs):
+        time.sleep(seconds)
+        return original(self, *args, **kwargs)
+
+    Connection.start = delayed
+    try:
+        yield
+    finally:
+        Connection.start = original
+
+
+def planted_fault_check(base_url: str, model: str, messages: list[dict], check: CrossCheck, *, level: int,
+                        requests: int, max_tokens: int, api_key: str | None, delay_s: float = 0.25) -> Report:
+    """The course's load test at one ``level`` with :func:`planted_client_delay`, against the
+    benchmark's figures that ``check`` measured there: the agreement report, which must fail.
+    The lowest level shows the delay best: there TTFT is shortest."""
+    with planted_client_delay(delay_s):
+        slow = loadtest.run_load_test(base_url, model, [level], requests_per_level={level: requests},
+                                      messages=messages, max_tokens=max_tokens, api_key=api_key,
+                                      warmup_requests=0, max_duration_s=300, sample_interval_s=None)
+    planted = CrossCheck(ours=pool([{lv["concurrency"]: course_figures(lv) for lv in slow["levels"]}]),
+                         reference={level: check.reference[level]})
+    return planted.agreement()

@@ -1,7 +1,7 @@
 """Run vLLM's own benchmark, ``vllm bench serve``, against a server the course is talking to.
 
 Used by the cross-check of the course's load test (:mod:`llmserve.serving.crosscheck`,
-tests/stack/test_local.py, BENCHMARKS.md) and taught in book/stack.md. Layer: live
+notebooks/stack-lab.ipynb, BENCHMARKS.md) and taught in book/stack.md. Layer: live
 (it runs the benchmark in ``.venv-vllm``'s Python).
 
 How it is run. ``vllm bench serve`` is ``vllm.entrypoints.cli.benchmark.serve``, which

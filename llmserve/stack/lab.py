@@ -1,7 +1,7 @@
 """The capstone's local lab: the CPU engine's settings (a deliberately small KV cache) and their prediction.
 
 Used by notebooks/stack-lab.ipynb and book/stack.md through :mod:`llmserve.stack.target`
-and :mod:`llmserve.stack.load`, and by the cross-check tests. Layer: live (it sizes a real
+and :mod:`llmserve.stack.load`, and by BENCHMARKS.md's cross-check. Layer: live (it sizes a real
 engine; the arithmetic is the KV-cache chapter's planner).
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ class LocalLab:
 
 LOCAL_LAB = LocalLab()
 
-#: The cross-check's settings (tests/stack/test_local.py, BENCHMARKS.md): the same engine
+#: The cross-check's settings (the lab's section 7, BENCHMARKS.md): the same engine
 #: as the lab, with a prompt of one block instead of three, so that at the levels it compares
 #: (1 and 4) every request fits in the cache and none waits for it: both tools then time the
 #: engine serving a full batch, not the queue.

@@ -336,9 +336,14 @@ def install_hint(reason: str) -> str:
 
 # --------------------------------------------------------------------------- by hand
 
+#: vLLM's benchmark as a Job (the file's own comment gives the same commands; tests/stack/test_order.py
+#: checks the name against the file).
+BENCH_JOB_FILE, BENCH_JOB = "manifests/examples/stack/vllm-bench-job.yaml", "vllm-bench"
+
+
 def by_hand(step: str, overlay: str = "gpu-box") -> list[str]:
     """The ``kubectl`` commands that do one step of the lab by hand (``apply``, ``wait``, ``reach``,
-    ``cleanup``), for the system's names as the manifests give them.
+    ``bench``, ``cleanup``), for the system's names as the manifests give them.
 
     ``apply`` creates the API-key Secret from a generated key **first** and then applies the
     overlay without it (``-l`` filters on the Secret's component label), so the placeholder
@@ -359,6 +364,11 @@ def by_hand(step: str, overlay: str = "gpu-box") -> list[str]:
         "wait": [f"kubectl -n {n.namespace} rollout status deployment/{n.deployment} --timeout=20m"],
         "reach": [f"kubectl -n {n.namespace} port-forward service/{n.service} 8000:{n.service_port}",
                   f"curl -s http://127.0.0.1:8000/v1/models -H \"Authorization: Bearer ${API_KEY_ENV}\""],
+        # vLLM's own benchmark as a Job inside the cluster, against the Service (what section 6 is checked against).
+        "bench": [f"kubectl apply -f {BENCH_JOB_FILE}",
+                  f"kubectl -n {n.namespace} wait --for=condition=complete job/{BENCH_JOB} --timeout=30m",
+                  f"kubectl -n {n.namespace} logs job/{BENCH_JOB}",
+                  f"kubectl delete -f {BENCH_JOB_FILE}"],
         # The kinds the lab's cleanup deletes, by the course's label (the claim and the volume stay).
         "cleanup": [f"kubectl -n {n.namespace} delete deployment,service,secret "
                     "-l app.kubernetes.io/part-of=vllm-course"],

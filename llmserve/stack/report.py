@@ -4,7 +4,8 @@ Used by notebooks/stack-lab.ipynb: the ``kubectl`` commands of one step
 (:func:`by_hand_text`), the planned cache beside what the engine logged, in units that
 show it (:func:`cache_text`), a reply and a stream in a few lines, the load test's table
 with its sample counts, the client's view of each level beside the server's own
-(:func:`client_server_table`), and what ``/metrics`` said. Every ``*_text`` function takes
+(:func:`client_server_table`), what ``/metrics`` said, and the load test beside vLLM's own
+benchmark (:func:`crosscheck_table`, also printed by scripts/bench_crosscheck.py). Every ``*_text`` function takes
 the :class:`~llmserve.stack.target.Target` too: when it has nothing to talk to, the text
 is the target's reason and what to install, so the lab's cells need no guard.
 """
@@ -100,3 +101,33 @@ def metrics_text(result, target, predicted: float | None, snapshot) -> str:
                       f"preemptions during the load: {preemptions_during(result)}; "
                       f"peak KV-cache usage: {peak_kv_usage(result)}",
                       f"metric names this server exposes: {snapshot.names}"])
+
+
+_COMPARED = (("ttft_s", "median TTFT", 1000, "ms"), ("itl_s", "median ITL (TPOT)", 1000, "ms"),
+             ("output_tok_s", "output throughput", 1, "tok/s"))
+
+
+def crosscheck_table(check) -> str:
+    """Per level and figure: the course's load test beside ``vllm bench serve`` (pooled over the
+    rounds) and their difference, as a Markdown table."""
+    lines = ["| concurrency | requests | figure | course load test | vllm bench serve | difference |",
+             "| ---: | ---: | :--- | ---: | ---: | ---: |"]
+    for c in sorted(check.ours):
+        ours, ref = check.ours[c], check.reference[c]
+        for name, label, scale, unit in _COMPARED:
+            a, b = ours[name] * scale, ref[name] * scale
+            lines.append(f"| {c} | {ours['n']} | {label} | {a:.1f} {unit} | {b:.1f} {unit} | {100 * (a - b) / b:+.0f} % |")
+    return "\n".join(lines)
+
+
+def crosscheck_text(check, target) -> str:
+    """The cross-check's table, its verdict and the benchmark's command; on a cluster, the Job that runs it there."""
+    if check is None:
+        if target.kind == "cluster":
+            return (by_hand_text("bench") + "\nvLLM's benchmark inside the cluster, against the Service: "
+                    "compare its medians with section 6's at the same concurrency.")
+        return target.describe()
+    return "\n".join([f"{len(check.runs)} round(s), the two tools in turns on the same engine:", crosscheck_table(check),
+                       str(check.agreement()), "vllm bench serve, as run at concurrency "
+                       f"{min(check.reference)} (the CPU wheel's `vllm` command does not start: the same parser "
+                       "and main):", "  " + check.commands[0].replace(str(target.server.model_dir), "<model folder>")])

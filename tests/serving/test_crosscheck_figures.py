@@ -1,9 +1,13 @@
-"""How the cross-check turns each tool's runs into compared figures (CONSTRUCTED runs, no engine)."""
+"""How the cross-check turns each tool's runs into compared figures (CONSTRUCTED runs, no engine), and
+the planted client delay the capstone lab shows the check failing on."""
 from __future__ import annotations
+
+import time
 
 import pytest
 
-from llmserve.serving.crosscheck import CrossCheck, course_figures, pool
+from llmserve.serving.client import Connection
+from llmserve.serving.crosscheck import CrossCheck, course_figures, planted_client_delay, pool
 
 
 def request(ttft, itl, latency, error=None):
@@ -35,3 +39,18 @@ def test_the_references_noise_is_allowed_but_not_more():
     beyond = {1: {"ttft_s": 0.170, "itl_s": 0.010, "output_tok_s": 80.0}}
     assert CrossCheck(ours=within, reference=ref).agreement().ok         # 55 ms off, the reference varied 60
     assert not CrossCheck(ours=beyond, reference=ref).agreement().ok
+
+
+def test_the_planted_delay_runs_before_each_send_and_is_removed_after_the_block(monkeypatch):
+    sent = []
+    monkeypatch.setattr(Connection, "start", lambda self, *args: sent.append((time.perf_counter(), args)))
+    plain = Connection.start
+    with planted_client_delay(0.05):
+        assert Connection.start is not plain
+        before = time.perf_counter()
+        Connection.start(object(), "/chat/completions", {}, None)
+    assert sent[0][0] - before >= 0.05 and sent[0][1] == ("/chat/completions", {}, None)
+    assert Connection.start is plain
+    with pytest.raises(RuntimeError), planted_client_delay(0.0):
+        raise RuntimeError("a failing cell")
+    assert Connection.start is plain              # also after an error inside the block

@@ -2,7 +2,7 @@
 
 The saved result below is CONSTRUCTED in the shape ``--save-result --save-detailed`` writes
 (vllm/benchmarks/serve.py: ``ttfts``, ``latencies``, ``output_lens``, ``errors`` in seconds,
-``median_*_ms`` in milliseconds). The real benchmark runs in tests/stack/test_local.py.
+``median_*_ms`` in milliseconds). The real benchmark runs in the capstone lab (notebooks/stack-lab.ipynb, section 7).
 """
 from __future__ import annotations
 

@@ -39,6 +39,10 @@ def test_load_settings_per_target():
 def test_nothing_to_load():
     nothing = target.Target("none", reason="no engine")
     assert load.run_load(nothing, levels=[1]) is None and load.predicted_max_concurrency(nothing) is None
+    # The cross-check runs on the local engine only (on a cluster the benchmark runs as a Job).
+    cluster = target.Target("cluster", "http://127.0.0.1:2", "k")
+    assert load.cross_check(nothing) is None and load.cross_check(cluster) is None
+    assert load.planted_fault_check(cluster, None) is None
 
 
 def test_local_prediction_is_the_plan():

@@ -13,6 +13,7 @@ from llmserve.core.errors import InputError, ManifestError
 from llmserve.core.names import system
 from llmserve.stack import order
 from llmserve.world import manifests
+from tests.support import REPO
 
 
 def kinds(objs):
@@ -225,3 +226,17 @@ def test_by_hand_creates_the_secret_first_and_never_applies_the_placeholder():
     assert "-l app.kubernetes.io/part-of=vllm-course" in order.by_hand("cleanup")[0]
     with pytest.raises(InputError, match="Use one of"):
         order.by_hand("teleport")
+
+
+def test_the_benchmark_jobs_commands_name_the_committed_job():
+    objs = manifests.load(order.BENCH_JOB_FILE.removeprefix("manifests/"))
+    n = system()
+    [job] = [o for o in objs if o["kind"] == "Job"]
+    assert (job["metadata"]["name"], job["metadata"]["namespace"]) == (order.BENCH_JOB, n.namespace)
+    steps = order.by_hand("bench")
+    # Applied and deleted by file: the Job and its NetworkPolicy go together.
+    assert steps[0] == f"kubectl apply -f {order.BENCH_JOB_FILE}" and steps[-1] == f"kubectl delete -f {order.BENCH_JOB_FILE}"
+    assert f"job/{order.BENCH_JOB}" in steps[1] and f"job/{order.BENCH_JOB}" in steps[2]
+    # The file's own comment gives the same commands.
+    comment = (REPO / order.BENCH_JOB_FILE).read_text()
+    assert all(f"#   {c}" in comment for c in steps), steps
