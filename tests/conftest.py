@@ -3,8 +3,8 @@ session), the order the tests run in, and the markers' skip rules.
 
 The strict book build (every lab executed: most of a run's time) starts in the background as
 soon as the tests are collected, and keeps the CPU first: the test process lowers its own
-priority right after starting it. Meanwhile the tests that do not need the book run (those that
-start no engine first); then the book's tests, which wait for the build.
+priority right after starting it. Meanwhile the tests that do not need the book run; then the
+book's tests, which wait for the build.
 """
 from __future__ import annotations
 
@@ -224,11 +224,9 @@ def fleet(router_bin):
 
 
 def pytest_collection_modifyitems(config, items):
-    # While the book builds in the background: first the tests that start no engine, then those
-    # that do, then the book's tests (they wait for the build). The build's first labs keep both
-    # cores busy; its last ones (autoscaling) wait on windows and cold starts, and the engine tests
-    # fill those gaps. What times an engine runs in the build.
-    items.sort(key=lambda item: (_needs_the_book(item), "vllm" in item.keywords))
+    # While the book builds in the background: first every test that does not need the book,
+    # then the book's tests (they wait for the build). What times an engine runs in the build.
+    items.sort(key=lambda item: 1 if _needs_the_book(item) else 0)
     from llmserve.world import mode
 
     device, device_reason = mode.detect_device()

@@ -436,7 +436,7 @@ def measure_kv_capacity(shape: TinyShape = TINY, *, max_model_len: int,
             raise
         return {**server.kv_report, "started": False, "error": line, "log_path": str(server.log_path)}
     finally:
-        server.stop()
+        server.stop(timeout_s=2)     # it has served nothing: no clean shutdown to wait ten seconds for
 
 
 @atexit.register
