@@ -121,13 +121,14 @@ def crosscheck_table(check) -> str:
 
 
 def crosscheck_text(check, target) -> str:
-    """The cross-check's table, its verdict and the benchmark's command; on a cluster, the Job that runs it there."""
+    """The cross-check's verdict and the benchmark's command (the lab shows :func:`crosscheck_table`
+    as a table above it); on a cluster, the Job that runs it there."""
     if check is None:
         if target.kind == "cluster":
             return (by_hand_text("bench") + "\nvLLM's benchmark inside the cluster, against the Service: "
                     "compare its medians with section 6's at the same concurrency.")
         return target.describe()
-    return "\n".join([f"{len(check.runs)} round(s), the two tools in turns on the same engine:", crosscheck_table(check),
+    return "\n".join([f"{len(check.runs)} round(s), the two tools in turns on the same engine.",
                        str(check.agreement()), "vllm bench serve, as run at concurrency "
                        f"{min(check.reference)} (the CPU wheel's `vllm` command does not start: the same parser "
                        "and main):", "  " + check.commands[0].replace(str(target.server.model_dir), "<model folder>")])

@@ -1,6 +1,7 @@
 """The book builds strictly (warnings are errors, notebooks executed), and the strictness bites."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -73,3 +74,13 @@ def test_a_broken_internal_link_fails_the_build(tmp_path):
     proc = build_book(src, tmp_path / "out")
     assert proc.returncode != 0
     assert "missing-chapter" in proc.stdout + proc.stderr
+
+
+def test_tables_a_cell_displays_render_as_tables(built_book):
+    # nb_render_markdown_format: myst in _config.yml: CommonMark, the default, has no tables, and the
+    # routing lab's policy table once printed as lines of pipes.
+    for page, header in [("notebooks/routing-lab", "router flag"), ("notebooks/stack-lab", "vllm bench serve")]:
+        html = (built_book / f"{page}.html").read_text()
+        headers = [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th\b[^>]*>(.*?)</th>", html, re.S)]
+        assert header in headers, (page, headers)
+        assert "<p>| " not in html, page
