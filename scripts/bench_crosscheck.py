@@ -13,22 +13,17 @@ import platform
 import sys
 import time
 
-from llmserve.serving import crosscheck
-from llmserve.stack import lab, report, target
-from llmserve.world import mode
+from llmserve.stack import lab, load, report, target
 
 
 def main(rounds: int = 2) -> None:
     check_lab = lab.CROSS_CHECK_LAB
-    levels, requests = list(lab.CROSS_CHECK_LEVELS), lab.CROSS_CHECK_REQUESTS
+    levels = list(lab.CROSS_CHECK_LEVELS)
     started, load_before = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
     engine = target.open_local(check_lab)
     try:
         prompt = engine.stream(check_lab.messages(), max_tokens=4).prompt_tokens
-        check = crosscheck.cross_check(engine.base_url, engine.model, engine.server.model_dir,
-                                       check_lab.messages(), max_tokens=lab.CROSS_CHECK_MAX_TOKENS,
-                                       levels=levels, requests_per_level=requests, api_key=engine.api_key,
-                                       python=mode.vllm_python(), rounds=rounds, max_rounds=rounds)
+        check = load.cross_check(engine, rounds=rounds, max_rounds=rounds)   # exactly ``rounds``
     finally:
         engine.close()
     print(f"Measured {started}; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}); "

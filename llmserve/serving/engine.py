@@ -75,7 +75,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     ephemeral = ephemeral_ports()
     candidates = [p for p in range(FREE_PORT_FLOOR, ephemeral.start) if p not in _HANDED_OUT]
     for port in random.sample(candidates, min(len(candidates), 200)):
-        if _nothing_bound(port, host):
+        if port_is_free(port, host, allow_time_wait=False):
             _HANDED_OUT.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:   # a crowded machine: let the OS pick
@@ -83,21 +83,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _nothing_bound(port: int, host: str) -> bool:
-    """No socket at all on ``port`` (not even one in TIME_WAIT, which SO_REUSEADDR ignores)."""
+def port_is_free(port: int, host: str = "127.0.0.1", *, allow_time_wait: bool = True) -> bool:
+    """True when nothing listens on ``port``. Connections in TIME_WAIT do not count, as for
+    uvicorn, which also binds with SO_REUSEADDR; ``allow_time_wait=False`` wants no socket at all."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on ``port`` (connections in TIME_WAIT do not count,
-    as for uvicorn, which also binds with SO_REUSEADDR)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if allow_time_wait:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -200,7 +200,8 @@ COMPARED = {"ttft_s": 0.010, "itl_s": 0.002, "output_tok_s": 20.0}
 LABELS = {"ttft_s": "median TTFT", "itl_s": "median ITL (per token)", "output_tok_s": "output throughput"}
 
 
-def _show(name: str, value: float) -> str:
+def show(name: str, value: float) -> str:
+    """One compared figure in its unit (ms for the times, tok/s for the throughput)."""
     return f"{value:.0f} tok/s" if name == "output_tok_s" else f"{value * 1000:.1f} ms"
 
 
@@ -228,7 +229,7 @@ def agreement(ours: dict[int, dict], reference: dict[int, dict], tolerance: floa
                 continue
             allowed = max(tolerance * b, floor, ((noise or {}).get(conc) or {}).get(name) or 0.0)
             level = OK if abs(a - b) <= allowed else ERROR
-            found.append(Finding(level, f"{_show(name, a)} vs {_show(name, b)} (allowed ± {_show(name, allowed)})",
+            found.append(Finding(level, f"{show(name, a)} vs {show(name, b)} (allowed ± {show(name, allowed)})",
                                  "" if level == OK else "The two clients disagree: the slower one measures itself.",
                                  check=check))
     missing = sorted(set(ours) ^ set(reference))

@@ -71,10 +71,10 @@ def predicted_max_concurrency(target: Target, max_model_len: int | None = None) 
     return server_max_concurrency(labels, max_model_len) if max_model_len else None
 
 
-def cross_check(target: Target, rounds: int = 1) -> crosscheck.CrossCheck | None:
+def cross_check(target: Target, rounds: int = 1, max_rounds: int = 4) -> crosscheck.CrossCheck | None:
     """The course's load test and ``vllm bench serve`` in turns on the local engine, with the
     cross-check's settings (:data:`llmserve.stack.lab.CROSS_CHECK_LAB`: a one-block prompt, 64
-    tokens, levels 1 and 4); more rounds, up to four, while they disagree. None elsewhere: on a
+    tokens, levels 1 and 4); more rounds, up to ``max_rounds``, while they disagree. None elsewhere: on a
     cluster the benchmark runs as a Job inside it (``by_hand("bench")``)."""
     if target.kind != "local":
         return None
@@ -87,7 +87,7 @@ def cross_check(target: Target, rounds: int = 1) -> crosscheck.CrossCheck | None
     return crosscheck.cross_check(target.base_url, target.served_model(), target.server.model_dir, messages,
                                   max_tokens=CROSS_CHECK_MAX_TOKENS, levels=list(CROSS_CHECK_LEVELS),
                                   requests_per_level=dict(CROSS_CHECK_REQUESTS), api_key=target.api_key,
-                                  python=mode.vllm_python(), rounds=rounds)
+                                  python=mode.vllm_python(), rounds=rounds, max_rounds=max_rounds)
 
 
 def planted_fault_check(target: Target, check: crosscheck.CrossCheck | None, delay_s: float = 0.25) -> Report | None:

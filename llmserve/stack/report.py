@@ -11,6 +11,7 @@ is the target's reason and what to install, so the lab's cells need no guard.
 """
 from __future__ import annotations
 
+from llmserve.serving import stats
 from llmserve.serving.report import summary_table
 from llmserve.stack.order import by_hand
 from llmserve.stack.stats import (client_and_server, peak_kv_usage, preemptions_during, queue_by_level,
@@ -103,10 +104,6 @@ def metrics_text(result, target, predicted: float | None, snapshot) -> str:
                       f"metric names this server exposes: {snapshot.names}"])
 
 
-_COMPARED = (("ttft_s", "median TTFT", 1000, "ms"), ("itl_s", "median ITL (TPOT)", 1000, "ms"),
-             ("output_tok_s", "output throughput", 1, "tok/s"))
-
-
 def crosscheck_table(check) -> str:
     """Per level and figure: the course's load test beside ``vllm bench serve`` (pooled over the
     rounds) and their difference, as a Markdown table."""
@@ -114,9 +111,10 @@ def crosscheck_table(check) -> str:
              "| ---: | ---: | :--- | ---: | ---: | ---: |"]
     for c in sorted(check.ours):
         ours, ref = check.ours[c], check.reference[c]
-        for name, label, scale, unit in _COMPARED:
-            a, b = ours[name] * scale, ref[name] * scale
-            lines.append(f"| {c} | {ours['n']} | {label} | {a:.1f} {unit} | {b:.1f} {unit} | {100 * (a - b) / b:+.0f} % |")
+        for name in stats.COMPARED:
+            a, b = ours[name], ref[name]
+            lines.append(f"| {c} | {ours['n']} | {stats.LABELS[name]} | {stats.show(name, a)} | {stats.show(name, b)} "
+                         f"| {100 * (a - b) / b:+.0f} % |")
     return "\n".join(lines)
 
 
